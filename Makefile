@@ -1,0 +1,59 @@
+# DreamStream: `make run` runs the app, `make test` runs the tests. Both set up what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dreamstream-installed
+LOGDIR ?= runs/default
+ARGS ?=
+PYTEST_ARGS ?=
+# System parts: encoder, virtual display and input tools, chess engine and GUI, RTMP server, browser, fonts.
+APT_PACKAGES := python3 python3-venv python3-dev ffmpeg xvfb x11-utils xdotool stockfish xboard polyglot \
+	nginx libnginx-mod-rtmp chromium chromium-driver fonts-dejavu-core
+
+.PHONY: help setup system-packages python-packages run test lint bench clean-venv
+
+help:
+	@echo "make run    - set up, then run DreamStream (logdir $(LOGDIR); extra options via ARGS=...)"
+	@echo "make test   - set up, then run the test suite"
+	@echo "make setup  - install system packages (apt) and the Python environment; idempotent"
+	@echo "make lint   - ruff"
+
+setup: system-packages python-packages
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "setup: system packages present"; exit 0; fi; \
+	echo "setup: installing system packages:$$missing"; \
+	if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=""; fi; \
+	$$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing
+
+python-packages: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then echo "setup: creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv $(VENV); fi
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "setup: DreamStream needs Python >= 3.11; set PYTHON=python3.11"; exit 1; }
+	@echo "setup: installing dreamstream[dev] into $(VENV) (first time: a few minutes)"
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+	@echo "setup: python environment ready"
+
+run: setup
+	$(BIN)/dreamstream run --logdir $(LOGDIR) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

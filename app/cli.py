@@ -1,0 +1,324 @@
+"""The `dreamstream` command line: run, train, eval, db, config, envs.
+
+Errors the user can fix (config, run dir, missing binaries) print one line and exit non-zero without a
+traceback: status 2 for bad config or arguments, 1 for anything else that stops the start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from app import __version__
+from app.config import (
+    Config,
+    changed_keys,
+    describe,
+    diff_on_resume,
+    load_blocks,
+    parse_overrides,
+    resolve,
+    secret_envs,
+    to_dict,
+)
+from app.errors import DREAMSTREAM_ERRORS, ConfigError
+from app.logs import console, setup_logging
+from app.rundir import RunDir, atomic_write_text, default_logdir
+
+__all__ = ["main", "prepare_run"]
+
+log = logging.getLogger("dreamstream")
+
+EXAMPLES = {
+    "run": """\
+        examples:
+          dreamstream run                                   # everything, embedded: no credentials needed
+          dreamstream run --logdir runs/default             # resume that run where it stopped
+          dreamstream run --configs crafter tiny --run.duration_s 60
+          TWITCH_STREAM_KEY=... dreamstream run --configs twitch   # go live on Twitch""",
+    "train": """\
+        examples:
+          dreamstream train --configs crafter               # headless: no stream, no dashboard
+          dreamstream train --configs crafter tiny --run.steps 5000 --logdir runs/smoke""",
+    "eval": """\
+        examples:
+          dreamstream eval --logdir runs/default --episodes 10""",
+    "db": """\
+        examples:
+          dreamstream db upgrade --logdir runs/default      # migrate that run's SQLite database
+          dreamstream db upgrade --database /data/dreamstream.db""",
+    "config": """\
+        examples:
+          dreamstream config show --configs crafter tiny --trainer.batch_size 4
+          dreamstream config keys                           # every key with type, default and meaning""",
+    "envs": """\
+        examples:
+          dreamstream envs""",
+}
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--configs", nargs="*", default=[], metavar="BLOCK",
+                   help="config blocks from configs/*.yaml (or your own .yaml files), merged in order")
+    p.add_argument("--logdir", type=Path, default=None,
+                   help="run directory; an existing one is resumed (default: runs/<timestamp>)")
+    p.add_argument("--env-file", type=Path, default=None,
+                   help="file of KEY=value secrets (default: ./.env when present); the environment wins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="dreamstream", formatter_class=formatter, allow_abbrev=False,
+        description="Train a DreamerV3 agent from pixels and broadcast its play, dreams and learning curves.",
+        epilog=textwrap.dedent("""\
+            Any config key can be overridden after the options: --section.key value
+            (e.g. --trainer.batch_size 16). `dreamstream config keys` lists them.
+
+            examples:
+              dreamstream run
+              dreamstream train --configs crafter tiny --run.steps 2000
+              dreamstream config keys"""))
+    parser.add_argument("--version", action="version", version=f"dreamstream {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
+                              epilog=textwrap.dedent(EXAMPLES[name]), allow_abbrev=False)
+
+    _add_run_options(add("run", "Run everything: play, (train), overlay, stream, dashboard, chat, storage."))
+    _add_run_options(add("train", "Train headless: no stream and no dashboard; metrics and checkpoints only."))
+    ev = add("eval", "Play evaluation episodes with the run's agent and store them as eval matches.")
+    _add_run_options(ev)
+    ev.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
+    db = add("db", "Database maintenance.")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema",
+                           description="Migrate the database to the newest schema (idempotent).",
+                           formatter_class=formatter, epilog=textwrap.dedent(EXAMPLES["db"]))
+    where = up.add_mutually_exclusive_group(required=True)
+    where.add_argument("--logdir", type=Path, help="run directory whose database to migrate")
+    where.add_argument("--database", type=Path, help="path of an SQLite file to migrate")
+    cf = add("config", "Show the resolved config or every key.")
+    cf_sub = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = cf_sub.add_parser("show", help="print the resolved config (secrets as ***)", formatter_class=formatter,
+                             epilog=textwrap.dedent(EXAMPLES["config"]), allow_abbrev=False)
+    _add_run_options(show)
+    cf_sub.add_parser("keys", help="list every key with its type, default and meaning")
+    add("envs", "List the registered games.")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _environ(env_file: Path | None) -> dict[str, str]:
+    """Return the process environment over the env file's values (the environment wins)."""
+    path = env_file if env_file is not None else Path(".env")
+    values: dict[str, str] = {}
+    if env_file is not None and not path.is_file():
+        raise ConfigError(f"--env-file {path}: no such file")
+    if path.is_file():
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    return {**values, **os.environ}
+
+
+def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logdir: Path | None,
+                environ: dict[str, str]) -> tuple[Config, RunDir, list[str]]:
+    """Resolve the config against the run dir: a new run saves it; a resumed one must stay compatible.
+
+    Returns the config, the locked run dir and the list of changed keys (for the log).
+    """
+    rundir = RunDir(logdir if logdir is not None else default_logdir())
+    changes: list[str] = []
+    if rundir.config_path.exists():
+        try:
+            saved_dict = yaml.safe_load(rundir.config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{rundir.config_path} is not valid YAML ({exc}); fix it or use a new --logdir") \
+                from None
+        saved = resolve(environ=environ, base=saved_dict)
+        cfg = resolve(names, overrides, environ=environ, base=saved_dict)
+        incompatible = diff_on_resume(saved, cfg)
+        if incompatible:
+            raise ConfigError(f"run dir {rundir.root} was made with another config; these keys cannot change "
+                              f"on resume: {'; '.join(incompatible)} (use a new --logdir)")
+        changes = changed_keys(saved, cfg)
+    else:
+        cfg = resolve(names, overrides, environ=environ)
+    rundir.create()
+    rundir.lock()
+    header = f"# Resolved DreamStream config (secrets left out). dreamstream {__version__}\n"
+    atomic_write_text(rundir.config_path, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return cfg, rundir, changes
+
+
+def _secrets(cfg: Config) -> list[str]:
+    values = []
+    for key in secret_envs():
+        section, name = key.split(".", 1)
+        values.append(getattr(getattr(cfg, section), name))
+    return [v for v in values if v]
+
+
+def _install_signal_handlers(runner) -> None:
+    def handle(signum, _frame) -> None:
+        if runner.stop_event.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            raise KeyboardInterrupt
+        runner.request_stop(f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: str) -> int:
+    cfg, rundir, changes = prepare_run(args.configs, overrides, args.logdir, _environ(args.env_file))
+    try:
+        from app.runner import Runner  # heavy imports only once the config is known to be good
+
+        setup_logging(cfg.run.log_level, rundir.log_path, _secrets(cfg))
+        for line in changes:
+            log.info("config changed on resume: %s", line)
+        runner = Runner(cfg, rundir, mode=mode)
+        _install_signal_handlers(runner)
+        with _progress(runner) as tick:
+            return runner.run(on_tick=tick)
+    finally:
+        rundir.unlock()
+
+
+class _progress:
+    """A rich progress line (steps, episodes, FPS) on a terminal; nothing otherwise (status lines are logged)."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.progress = None
+
+    def __enter__(self):
+        if not console.is_terminal:
+            return None
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        total = self.runner.cfg.run.steps or None
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed:,} env steps"), TextColumn("{task.fields[extra]}"),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task(self.runner.run_name, total=total, extra="",
+                                           completed=self.runner.counters.env_step)
+        self.progress.start()
+        return self._tick
+
+    def _tick(self, runner) -> None:
+        s = runner.status()["counters"]
+        self.progress.update(self.task, completed=s["env_steps"],
+                             extra=f"{s['episodes']} episodes · {s['env_fps']:.1f} steps/s · {s['updates']} updates")
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _cmd_eval(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
+    from app.evaluate import evaluate
+
+    cfg, rundir, _ = prepare_run(args.configs, overrides, args.logdir, _environ(args.env_file))
+    try:
+        setup_logging(cfg.run.log_level, rundir.log_path, _secrets(cfg))
+        return evaluate(cfg, rundir, episodes=args.episodes)
+    finally:
+        rundir.unlock()
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from app.storage import open_database, upgrade
+
+    path = RunDir(args.logdir).database_path(_saved_database(args.logdir)) if args.logdir else args.database
+    engine, _ = open_database(path)
+    before, after = upgrade(engine)
+    engine.dispose()
+    console.print(f"{path}: schema {before or 'empty'} -> {after}" if before != after
+                  else f"{path}: schema already at {after}")
+    return 0
+
+
+def _saved_database(logdir: Path) -> str:
+    rundir = RunDir(logdir)
+    if rundir.config_path.exists():
+        saved = yaml.safe_load(rundir.config_path.read_text()) or {}
+        return str(saved.get("storage", {}).get("database", "dreamstream.db"))
+    return Config().storage.database
+
+
+def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
+    if args.config_command == "keys":
+        from rich.table import Table
+
+        table = Table("key", "type", "default", "meaning", box=None, show_lines=False)
+        for row in describe():
+            table.add_row(*row)
+        console.print(table)
+        return 0
+    cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
+    print(yaml.safe_dump(to_dict(cfg, secrets="mask"), sort_keys=False), end="")
+    return 0
+
+
+def _cmd_envs() -> int:
+    from rich.table import Table
+
+    import envs
+
+    table = Table("id", "description", box=None)
+    for spec in envs.specs():
+        table.add_row(spec.id, spec.description)
+    console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dreamstream` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    setup_logging("info")
+    try:
+        overrides = parse_overrides(rest)
+        if (overrides and args.command not in ("run", "train", "eval", "config")) or \
+                (args.command == "config" and args.config_command == "keys" and overrides):
+            raise ConfigError(f"`dreamstream {args.command}` takes no config overrides ({rest[0]})")
+        load_blocks()  # a broken YAML file is reported before anything starts
+        if args.command in ("run", "train"):
+            return _cmd_run(args, overrides, args.command)
+        if args.command == "eval":
+            return _cmd_eval(args, overrides)
+        if args.command == "db":
+            return _cmd_db(args)
+        if args.command == "config":
+            return _cmd_config(args, overrides)
+        if args.command == "envs":
+            return _cmd_envs()
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    except DREAMSTREAM_ERRORS as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

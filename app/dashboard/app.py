@@ -1,0 +1,117 @@
+"""FastAPI app of the dashboard: one router per area, no module-level app or hidden state.
+
+Read-only for now: status page, JSON status, recent episodes and events, and a preview of the broadcast
+frame. Operator controls join with the dashboard issue.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import __version__
+from app.settings import DashboardConfig
+from app.storage import recent_episodes, recent_events
+
+__all__ = ["DashboardServices", "create_app"]
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TOKEN_COOKIE = "dreamstream_token"
+
+
+@dataclass(frozen=True)
+class DashboardServices:
+    """What the dashboard reads from the running app, passed in rather than imported."""
+
+    status: Callable[[], dict[str, Any]]
+    """Snapshot of counters, components and stream health as plain data."""
+    frame_jpeg: Callable[[], bytes | None]
+    """The latest broadcast frame as JPEG, or None before the first."""
+    sessions: sessionmaker[Session] | None = None
+    run_id: int | None = None
+
+
+def _auth(token: str) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        if not token:
+            return
+        given = request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token") or ""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong dashboard token",
+                                headers={"WWW-Authenticate": "Bearer"})
+    return check
+
+
+def _status_router(services: DashboardServices) -> APIRouter:
+    router = APIRouter(prefix="/api")
+
+    @router.get("/status")
+    def status() -> dict[str, Any]:
+        return services.status()
+
+    @router.get("/episodes")
+    def episodes(limit: int = 20) -> list[dict[str, Any]]:
+        if services.sessions is None or services.run_id is None:
+            return []
+        with services.sessions() as session:
+            return [{"id": e.id, "env_id": e.env_id, "mode": e.mode, "score": e.score, "length": e.length,
+                     "result": e.result, "opponent": e.opponent, "env_step": e.env_step,
+                     "ended_at": e.ended_at.isoformat(), "details": e.details}
+                    for e in recent_episodes(session, services.run_id, min(max(limit, 1), 500))]
+
+    @router.get("/events")
+    def events(limit: int = 20) -> list[dict[str, Any]]:
+        if services.sessions is None or services.run_id is None:
+            return []
+        with services.sessions() as session:
+            return [{"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "message": e.message,
+                     "env_step": e.env_step} for e in recent_events(session, services.run_id, min(max(limit, 1), 500))]
+
+    @router.get("/frame.jpg")
+    def frame() -> Response:
+        data = services.frame_jpeg()
+        if data is None:
+            raise HTTPException(status_code=404, detail="no frame yet")
+        return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+def _pages_router(templates: Jinja2Templates, cfg: DashboardConfig) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        response = templates.TemplateResponse(request, "status.html", {"version": __version__})
+        token = request.query_params.get("token")
+        if cfg.token and token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    return router
+
+
+def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
+    """Return the dashboard app bound to `services`."""
+    app = FastAPI(title="DreamStream dashboard", version=__version__, docs_url=None, redoc_url=None)
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    auth = [Depends(_auth(cfg.token))]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(_pages_router(templates, cfg), dependencies=auth)
+    app.include_router(_status_router(services), dependencies=auth)
+    return app

@@ -1,0 +1,347 @@
+"""The orchestrator: wires env, agent, overlay, stream, dashboard, storage and scheduler, and supervises them.
+
+Frames flow actor -> compositor (overlays.compose) -> Broadcaster.offer -> ffmpeg; counters flow to the
+dashboard, the overlay and the metrics store. Every long-running part is a supervised component, so a
+crash in one is logged and restarted while the rest goes on.
+
+PLACEHOLDER: the agent is `trainer.RandomAgent` and no learner runs until DreamerV3 lands (issue 4).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+import envs
+from app import __version__
+from app.config import Config
+from app.dashboard import DashboardServer, DashboardServices, create_app
+from app.metrics import MetricsWriter
+from app.rundir import RunDir, atomic_write_text
+from app.scheduler import build_scheduler, declare_jobs
+from app.storage import add_episode, add_event, ensure_run, open_database, upgrade
+from app.supervisor import Supervisor
+from overlays import Layout, compose, fallback_frame
+from stream import Broadcaster, check_ffmpeg, output_for
+from trainer import RandomAgent
+
+__all__ = ["Counters", "Runner"]
+
+log = logging.getLogger(__name__)
+
+STALE_FRAME_S = 10.0
+"""A game frame older than this means the actor is restarting: the overlay says so."""
+
+
+@dataclass
+class Counters:
+    """Run-wide counters; they continue across sessions through the run dir's state.json."""
+
+    env_step: int = 0
+    episodes: int = 0
+    updates: int = 0
+    sessions: int = 0
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Counters:
+        return cls(**{k: int(state.get(k, 0)) for k in ("env_step", "episodes", "updates", "sessions")})
+
+
+@dataclass
+class Live:
+    """What the actor publishes for the overlay and dashboard; replaced as a whole under the lock."""
+
+    frame: np.ndarray | None = None
+    frame_at: float = 0.0
+    last_action: str = ""
+    episode_score: float = 0.0
+    episode_length: int = 0
+    recent_scores: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
+
+
+class Runner:
+    """Runs one session of a run: `run()` blocks until stopped and returns the exit status."""
+
+    def __init__(self, cfg: Config, rundir: RunDir, *, mode: Literal["run", "train"] = "run") -> None:
+        self.cfg = cfg
+        self.rundir = rundir
+        self.mode = mode
+        self.run_name = cfg.run.name or rundir.root.name
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
+        self._lock = threading.Lock()
+        self.counters = Counters.from_state(rundir.read_state())
+        self.live = Live()
+        self._fps = {"env": 0.0}
+        self._last_report = (time.monotonic(), self.counters.env_step)
+        self._started_at = time.monotonic()
+        self._session_start_step = self.counters.env_step
+        self._composed: np.ndarray | None = None
+        self.supervisor = Supervisor(self.stop_event, on_event=self._record_event)
+        self.broadcaster: Broadcaster | None = None
+        self.dashboard: DashboardServer | None = None
+        self.sessions = None
+        self._engine = None
+        self.run_id: int | None = None
+        self.metrics: MetricsWriter | None = None
+        self._with_stream = mode == "run" and cfg.stream.enabled
+        self._with_dashboard = mode == "run" and cfg.dashboard.enabled
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            log.info("stopping: %s", reason)
+            self.stop_event.set()
+
+    def run(self, on_tick=None) -> int:
+        """Start every component, wait until a stop is requested, shut down cleanly; return 0."""
+        scheduler = None
+        try:
+            self._open()
+            scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler,
+                                                     save_state=self.save_state, report_status=self.report_status))
+            scheduler.start()
+            self.supervisor.start()
+            self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
+            deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
+            while not self.stop_event.wait(0.25):
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.request_stop(f"run.duration_s = {self.cfg.run.duration_s:g} reached")
+                if on_tick is not None:
+                    on_tick(self)
+        finally:
+            self.request_stop(self.stop_reason or "shutdown")
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+            self.supervisor.join(timeout_s=15.0)
+            if self.broadcaster is not None:
+                self.broadcaster.close()
+            if self.dashboard is not None:
+                self.dashboard.close()
+            self.save_state()
+            self._record_event("session_stopped", self.stop_reason)
+            if self.metrics is not None:
+                self.metrics.close()
+            if self._engine is not None:
+                self._engine.dispose()  # closes connections, so SQLite folds its WAL back into the file
+            self.rundir.dashboard_url_path.unlink(missing_ok=True)
+            log.info("session ended at env step %d (%d this session): %s", self.counters.env_step,
+                     self.counters.env_step - self._session_start_step, self.stop_reason)
+        return 0
+
+    def _open(self) -> None:
+        cfg = self.cfg
+        self.counters.sessions += 1
+        self._engine, self.sessions = open_database(self.rundir.database_path(cfg.storage.database))
+        upgrade(self._engine)
+        with self.sessions.begin() as session:
+            self.run_id = ensure_run(session, self.rundir.root.name, cfg.env.id, self._agent_name()).id
+        self.metrics = MetricsWriter(self.rundir.metrics_dir, tensorboard=cfg.storage.metrics_tensorboard)
+        envs.spec(cfg.env.id)  # unknown ids fail now, not inside the actor thread
+        self.supervisor.add("actor", self._act)
+        if self._with_stream:
+            check_ffmpeg(cfg.stream.ffmpeg_path)
+        if self._with_dashboard:
+            services = DashboardServices(status=self.status, frame_jpeg=self.frame_jpeg, sessions=self.sessions,
+                                         run_id=self.run_id)
+            self.dashboard = DashboardServer(create_app(cfg.dashboard, services), cfg.dashboard.host,
+                                             cfg.dashboard.port)
+            atomic_write_text(self.rundir.dashboard_url_path, self.dashboard.url + "\n")
+            self.supervisor.add("dashboard", self.dashboard.serve)
+        if self._with_stream:
+            self.broadcaster = Broadcaster(cfg.stream, output_for(cfg.stream, self.rundir.recordings_dir),
+                                           recordings_dir=self.rundir.recordings_dir)
+            self.broadcaster.start()
+            self.supervisor.add("compositor", self._compose_loop)
+        log.info("run %s: %s on %s, session %d, env step %d, logdir %s", self.run_name, self._agent_name(),
+                 cfg.env.id, self.counters.sessions, self.counters.env_step, self.rundir.root)
+
+    def _agent_name(self) -> str:
+        return f"{self.cfg.trainer.agent} (placeholder)" if self.cfg.trainer.agent == "random" else \
+            self.cfg.trainer.agent
+
+    # -- actor --------------------------------------------------------------------------------------------
+
+    def _act(self, stop: threading.Event) -> None:
+        """Play the env with the agent until `stop`; one env per (re)start of this component."""
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {"image_size": cfg.env.image_size}
+        if cfg.env.max_episode_steps:
+            kwargs["length"] = cfg.env.max_episode_steps
+        env = envs.make(cfg.env.id, **kwargs)
+        try:
+            agent = RandomAgent(env.action_space, seed=cfg.trainer.seed + self.counters.episodes)
+            period = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
+            obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
+            state = agent.initial_state()
+            score, length = 0.0, 0
+            next_t = time.monotonic()
+            names = getattr(env, "action_names", None)
+            while not stop.is_set():
+                action, state = agent.policy(obs, state)
+                obs, reward, terminated, truncated, info = env.step(action)
+                score += float(reward)
+                length += 1
+                with self._lock:
+                    self.counters.env_step += 1
+                    step = self.counters.env_step
+                    self.live.frame, self.live.frame_at = obs["image"], time.monotonic()
+                    self.live.last_action = names[int(action)] if names else str(action)
+                    self.live.episode_score, self.live.episode_length = score, length
+                if terminated or truncated:
+                    self._episode_done(score, length, step, info)
+                    obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
+                    state = agent.initial_state()
+                    score, length = 0.0, 0
+                if cfg.run.steps and step >= cfg.run.steps:
+                    self.request_stop(f"run.steps = {cfg.run.steps} reached")
+                    break
+                if period:
+                    next_t += period
+                    now = time.monotonic()
+                    if next_t < now - 1.0:
+                        next_t = now
+                    stop.wait(max(0.0, next_t - now))
+        finally:
+            env.close()
+
+    def _episode_done(self, score: float, length: int, step: int, info: dict[str, Any]) -> None:
+        episode = info.get("episode", {})
+        details = {k: v for k, v in episode.items() if k not in ("length", "return")}
+        with self._lock:
+            self.counters.episodes += 1
+            self.live.recent_scores.append(score)
+        log.debug("episode %d: score %.2f length %d", self.counters.episodes, score, length)
+        assert self.metrics is not None
+        self.metrics.write(step, {"episode/score": score, "episode/length": length})
+        try:
+            with self.sessions.begin() as session:
+                add_episode(session, self.run_id, env_id=self.cfg.env.id, score=score, length=length,
+                            env_step=step, result=episode.get("result"), opponent=episode.get("opponent"),
+                            details=details)
+        except Exception:
+            # The metrics row above already holds the result; a failing database must not stop play.
+            log.exception("could not store episode %d in the database", self.counters.episodes)
+
+    # -- compositor ---------------------------------------------------------------------------------------
+
+    def _overlay_metrics(self) -> dict[str, object]:
+        with self._lock:
+            live, c = self.live, self.counters
+            recent = list(live.recent_scores)
+            frame_age = time.monotonic() - live.frame_at if live.frame is not None else None
+            values: dict[str, object] = {
+                "game": self.cfg.env.id,
+                "agent": self._agent_name(),
+                "env steps": c.env_step,
+                "episodes": c.episodes,
+                "env fps": self._fps["env"],
+                "episode score": live.episode_score,
+                "episode length": live.episode_length,
+                "mean score (100)": float(np.mean(recent)) if recent else None,
+                "last action": live.last_action or None,
+                "uptime": _duration(time.monotonic() - self._started_at),
+            }
+        if frame_age is not None and frame_age > STALE_FRAME_S:
+            values["notice"] = "agent restarting - be right back"
+        return values
+
+    def _compose_loop(self, stop: threading.Event) -> None:
+        """Compose the broadcast frame at the stream's fps and offer it; never blocks on the encoder."""
+        assert self.broadcaster is not None
+        s = self.cfg.stream
+        layout = Layout(width=s.width, height=s.height, title=f"DreamStream - {self.run_name}")
+        self.broadcaster.offer(fallback_frame(layout, "Starting..."))
+        period = 1.0 / s.fps
+        next_t = time.monotonic()
+        while not stop.is_set():
+            with self._lock:
+                frame = self.live.frame
+            composed = compose(frame, self._overlay_metrics(), layout)
+            self._composed = composed
+            self.broadcaster.offer(composed)
+            next_t += period
+            now = time.monotonic()
+            if next_t < now - 1.0:
+                next_t = now
+            stop.wait(max(0.0, next_t - now))
+
+    def frame_jpeg(self) -> bytes | None:
+        frame = self._composed
+        if frame is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return buf.tobytes() if ok else None
+
+    # -- status, state, events ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Plain-data snapshot for the dashboard and tests."""
+        with self._lock:
+            c = self.counters
+            counters = {"env_steps": c.env_step, "episodes": c.episodes, "updates": c.updates,
+                        "session": c.sessions, "env_fps": round(self._fps["env"], 2),
+                        "uptime": _duration(time.monotonic() - self._started_at)}
+        return {
+            "run_name": self.run_name,
+            "version": __version__,
+            "env_id": self.cfg.env.id,
+            "agent": self._agent_name(),
+            "mode": self.mode,
+            "counters": counters,
+            "components": self.supervisor.status(),
+            "stream": self.broadcaster.health() if self.broadcaster is not None else {},
+            "stopping": self.stop_event.is_set(),
+        }
+
+    def save_state(self) -> None:
+        """Write the counters atomically to state.json (a kill -9 leaves the previous copy)."""
+        with self._lock:
+            state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
+                     "updates": self.counters.updates, "sessions": self.counters.sessions,
+                     "saved_at": time.time(), "version": __version__}
+        self.rundir.write_state(state)
+
+    def report_status(self) -> None:
+        """Update the FPS figures, write a metrics row and one status line."""
+        now = time.monotonic()
+        with self._lock:
+            step = self.counters.env_step
+            then, then_step = self._last_report
+            self._fps["env"] = (step - then_step) / max(now - then, 1e-6)
+            self._last_report = (now, step)
+            episodes = self.counters.episodes
+        row = {"fps/env": self._fps["env"]}
+        health = self.broadcaster.health() if self.broadcaster is not None else None
+        if health is not None:
+            row.update({"stream/frames_written": health["frames_written"], "stream/restarts": health["restarts"]})
+        if self.metrics is not None:
+            self.metrics.write(step, row)
+        stream_text = f", stream {health['state']}" if health is not None else ""
+        log.info("env step %d, %d episodes, %.1f env steps/s%s", step, episodes, self._fps["env"], stream_text)
+
+    def _record_event(self, kind: str, message: str = "") -> None:
+        if self.sessions is None or self.run_id is None:
+            return
+        try:
+            with self.sessions.begin() as session:
+                add_event(session, self.run_id, kind, message, self.counters.env_step)
+        except Exception:
+            log.exception("could not store event %s", kind)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    d, rem = divmod(seconds, 86_400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    return f"{d}d {h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"

@@ -1,0 +1,85 @@
+"""Typed settings owned by the app layer: the run itself, chat, dashboard, scheduler and storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from annotated_types import Interval
+
+__all__ = ["ChatConfig", "DashboardConfig", "RunConfig", "SchedulerConfig", "StorageConfig"]
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    name: str = ""
+    """Run name shown on stream and dashboard (empty: the run dir's name)."""
+    steps: Annotated[int, Interval(ge=0)] = 0
+    """Stop after this many env steps in total, counting earlier sessions (0 runs until stopped)."""
+    duration_s: Annotated[float, Interval(ge=0)] = 0.0
+    """Stop this session after so many seconds (0 runs until stopped)."""
+    train_ratio: Annotated[float, Interval(gt=0, le=100_000)] = 32.0
+    """Replayed steps per env step that the learner aims for."""
+    max_env_fps: Annotated[float, Interval(ge=0, le=100_000)] = 30.0
+    """Cap on env steps per second so viewers can follow the game (0: as fast as the env runs)."""
+    status_interval_s: Annotated[float, Interval(gt=0, le=3600)] = 10.0
+    """Seconds between status lines in the log and metric rows in the metrics store."""
+    log_level: LogLevel = "info"
+    """Console and file log level."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DashboardConfig:
+    enabled: bool = True
+    """Serve the operator dashboard."""
+    host: str = "127.0.0.1"
+    """Address to bind. Anything but loopback requires DREAMSTREAM_DASHBOARD_TOKEN."""
+    port: Annotated[int, Interval(ge=0, le=65535)] = 8080
+    """TCP port (0 picks a free one; the URL is logged and written to the run dir)."""
+    token: str = field(default="", repr=False, metadata={"secret_env": "DREAMSTREAM_DASHBOARD_TOKEN"})
+    """Bearer token the dashboard asks for when set. Secret: from the environment only."""
+
+    def __post_init__(self) -> None:
+        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.token:
+            raise ValueError(f"dashboard.host = {self.host!r}: binding beyond loopback needs a token; "
+                             "set DREAMSTREAM_DASHBOARD_TOKEN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatConfig:
+    local: bool = True
+    """Offer the local chat box on the dashboard (works without any credentials)."""
+    twitch: bool = False
+    """Connect the chat bot to Twitch (needs the credentials below)."""
+    channel: str = ""
+    """Twitch channel (broadcaster login) the bot joins."""
+    client_id: str = ""
+    """Twitch application client id (public)."""
+    client_secret: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_CLIENT_SECRET"})
+    """Twitch application client secret. Secret: from the environment only."""
+    bot_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_TOKEN"})
+    """OAuth user token of the bot account. Secret: from the environment only."""
+
+    def __post_init__(self) -> None:
+        if self.twitch:
+            missing = [name for name, value in (("chat.channel", self.channel), ("chat.client_id", self.client_id),
+                                                ("TWITCH_CLIENT_SECRET", self.client_secret),
+                                                ("TWITCH_BOT_TOKEN", self.bot_token)) if not value]
+            if missing:
+                raise ValueError(f"chat.twitch = true needs {', '.join(missing)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    save_interval_s: Annotated[float, Interval(ge=1, le=86_400)] = 30.0
+    """Seconds between saves of the run state (counters); checkpoints join with the trainer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    database: str = "dreamstream.db"
+    """SQLite file for runs and match history, relative to the run dir unless absolute."""
+    metrics_tensorboard: bool = True
+    """Also write metrics as TensorBoard event files (metrics.jsonl is always written)."""

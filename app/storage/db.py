@@ -1,0 +1,114 @@
+"""Opening the SQLite database, migrating it with Alembic, and the small queries the app needs.
+
+Sessions are opened at the edge (`with sessions.begin() as session:`) and passed to these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import StorageError
+from app.storage.models import Episode, Event, Run
+
+__all__ = ["add_episode", "add_event", "current_revision", "ensure_run", "head_revision", "open_database",
+           "recent_episodes", "recent_events", "upgrade"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (dashboard) never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def open_database(path: Path) -> tuple[Engine, sessionmaker[Session]]:
+    """Return an engine and the app's one sessionmaker for the SQLite file at `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder of database {path}: {exc.strerror}") from None
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Migrate the database to the newest schema; return (revision before, revision after)."""
+    cfg = _alembic_config()
+    try:
+        before = current_revision(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        after = current_revision(engine) or ""
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate database {engine.url.database}: {exc.__class__.__name__}: "
+                           f"{exc.args[0] if exc.args else exc}") from None
+    if before != after:
+        log.info("database %s migrated %s -> %s", engine.url.database, before or "empty", after)
+    return before, after
+
+
+def ensure_run(session: Session, name: str, env_id: str, agent: str) -> Run:
+    """Return the run row named `name`, creating it on first use."""
+    run = session.scalar(select(Run).where(Run.name == name))
+    if run is None:
+        run = Run(name=name, env_id=env_id, agent=agent)
+        session.add(run)
+        session.flush()
+    return run
+
+
+def add_episode(session: Session, run_id: int, *, env_id: str, score: float, length: int, env_step: int,
+                mode: str = "train", opponent: str | None = None, result: str | None = None,
+                details: dict[str, Any] | None = None) -> Episode:
+    ep = Episode(run_id=run_id, env_id=env_id, score=score, length=length, env_step=env_step, mode=mode,
+                 opponent=opponent, result=result, details=details or {})
+    session.add(ep)
+    return ep
+
+
+def add_event(session: Session, run_id: int, kind: str, message: str = "", env_step: int = 0) -> Event:
+    ev = Event(run_id=run_id, kind=kind, message=message, env_step=env_step)
+    session.add(ev)
+    return ev
+
+
+def recent_episodes(session: Session, run_id: int, limit: int = 20) -> list[Episode]:
+    return list(session.scalars(select(Episode).where(Episode.run_id == run_id)
+                                .order_by(Episode.id.desc()).limit(limit)))
+
+
+def recent_events(session: Session, run_id: int, limit: int = 20) -> list[Event]:
+    return list(session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id.desc()).limit(limit)))

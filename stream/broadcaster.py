@@ -1,0 +1,219 @@
+"""The supervised, non-blocking broadcast: `offer(frame)` returns at once; a pacer feeds ffmpeg at exactly fps.
+
+The pacer repeats the last frame when the app is slow and drops stale ones when it is fast, so stream
+timestamps stay wall-clock true and training never waits on the encoder. A dead or stalled ffmpeg is
+restarted with exponential backoff and jitter while `offer` keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream.config import StreamConfig
+from stream.encoder import EncoderProcess
+from stream.ffmpeg_args import Output, ffmpeg_argv
+
+__all__ = ["Broadcaster", "prune_recordings"]
+
+log = logging.getLogger(__name__)
+
+STABLE_AFTER_S = 60.0
+"""An encoder that ran this long resets the backoff to its first step."""
+PRUNE_EVERY_S = 60.0
+
+
+def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv") -> list[Path]:
+    """Delete the oldest recordings beyond `keep_mb` in total (never the newest); return what was deleted."""
+    if keep_mb <= 0 or not directory.is_dir():
+        return []
+    files = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in files)
+    deleted = []
+    for path in files[:-1]:
+        if total <= keep_mb * 1_000_000:
+            break
+        total -= path.stat().st_size
+        path.unlink(missing_ok=True)
+        deleted.append(path)
+    if deleted:
+        log.info("deleted %d old recordings to stay under %d MB", len(deleted), keep_mb)
+    return deleted
+
+
+class Broadcaster:
+    """Feeds composed frames to a supervised ffmpeg at a fixed rate."""
+
+    def __init__(self, cfg: StreamConfig, output: Output, *, recordings_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.output = output
+        self.recordings_dir = recordings_dir
+        self._shape = (cfg.height, cfg.width, 3)
+        self._lock = threading.Lock()
+        self._latest: np.ndarray | None = None
+        self._latest_is_new = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
+        self._encoder: EncoderProcess | None = None
+        self._write_started: float | None = None
+        self._state = "stopped"
+        self._counts = {"frames_offered": 0, "frames_written": 0, "frames_repeated": 0, "frames_dropped": 0,
+                        "restarts": 0, "stalls": 0}
+        self._last_error = ""
+        self._live_since: float | None = None
+        self._started_at: float | None = None
+
+    # -- producer side ------------------------------------------------------------------------------------
+
+    def offer(self, frame: np.ndarray) -> None:
+        """Make `frame` (uint8[height, width, 3]) the next one to send. O(1); never blocks on ffmpeg.
+
+        The broadcaster keeps a reference: do not mutate the array after offering it.
+        """
+        if frame.shape != self._shape or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8{list(self._shape)}, got {frame.dtype}{list(frame.shape)}")
+        with self._lock:
+            if self._latest_is_new:
+                self._counts["frames_dropped"] += 1
+            self._latest = frame
+            self._latest_is_new = True
+            self._counts["frames_offered"] += 1
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._started_at = time.monotonic()
+        self._state = "starting"
+        self._thread = threading.Thread(target=self._run, name="stream-pacer", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="stream-watchdog", daemon=True)
+        self._thread.start()
+        self._watchdog.start()
+        log.info("stream started: %dx%d@%d %s %d kbps -> %s", self.cfg.width, self.cfg.height, self.cfg.fps,
+                 self.cfg.preset, self.cfg.bitrate_kbps, self.output.shown)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop pacing and end ffmpeg (no orphan process is left behind)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s / 2)
+            if self._thread.is_alive():
+                # The pacer is stuck in a write: killing ffmpeg breaks the pipe and frees it.
+                encoder = self._encoder
+                if encoder is not None:
+                    encoder.kill()
+                self._thread.join(timeout=timeout_s / 2)
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=2.0)
+        self._thread = self._watchdog = None
+        self._state = "stopped"
+        self._live_since = None
+
+    # -- pacer and supervision ----------------------------------------------------------------------------
+
+    def _next_frame(self) -> np.ndarray | None:
+        with self._lock:
+            frame = self._latest
+            if frame is not None and not self._latest_is_new:
+                self._counts["frames_repeated"] += 1
+            self._latest_is_new = False
+        return frame
+
+    def _spawn(self) -> EncoderProcess | None:
+        try:
+            return EncoderProcess(ffmpeg_argv(self.cfg, self.output), self.output.secrets)
+        except OSError as exc:
+            self._last_error = f"cannot start ffmpeg: {exc}"
+            log.error("%s", self._last_error)
+            return None
+
+    def _run(self) -> None:
+        backoff_s = 1.0
+        blank = np.full(self._shape, 40, np.uint8)
+        while not self._stop.is_set():
+            encoder = self._spawn()
+            if encoder is not None:
+                self._encoder = encoder
+                self._pace(encoder, blank)
+                self._encoder = None
+                code = encoder.stop(timeout_s=5.0)
+                ran_s = time.monotonic() - encoder.started_at
+                if self._stop.is_set():
+                    break
+                self._last_error = encoder.last_error or f"ffmpeg exited with code {code}"
+                log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
+                if ran_s >= STABLE_AFTER_S:
+                    backoff_s = 1.0
+            self._counts["restarts"] += 1
+            self._state = "reconnecting"
+            self._live_since = None
+            delay = min(backoff_s, self.cfg.restart_backoff_max_s) * random.uniform(0.8, 1.2)
+            log.info("restarting ffmpeg in %.1fs", delay)
+            self._stop.wait(delay)
+            backoff_s = min(backoff_s * 2, self.cfg.restart_backoff_max_s)
+
+    def _pace(self, encoder: EncoderProcess, blank: np.ndarray) -> None:
+        period = 1.0 / self.cfg.fps
+        deadline = time.monotonic()
+        last_prune = time.monotonic()
+        while not self._stop.is_set() and encoder.is_running():
+            frame = self._next_frame()
+            data = memoryview(np.ascontiguousarray(blank if frame is None else frame)).cast("B")
+            self._write_started = time.monotonic()
+            try:
+                encoder.write(data)
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                self._last_error = f"ffmpeg pipe closed: {exc}"
+                return
+            finally:
+                self._write_started = None
+            self._counts["frames_written"] += 1
+            if self._state != "live":
+                self._state = "live"
+                self._live_since = time.monotonic()
+                log.info("stream live -> %s", self.output.shown)
+            now = time.monotonic()
+            if self.output.is_file and self.recordings_dir is not None and now - last_prune > PRUNE_EVERY_S:
+                last_prune = now
+                prune_recordings(self.recordings_dir, self.cfg.keep_recordings_mb)
+            deadline += period
+            if deadline < now - 1.0:
+                deadline = now  # fell far behind (e.g. ffmpeg slow to start): do not burst to catch up
+            self._stop.wait(max(0.0, deadline - now))
+
+    def _watch(self) -> None:
+        """Kill ffmpeg when one frame write has hung for stall_timeout_s; the pacer then restarts it."""
+        while not self._stop.wait(0.5):
+            started, encoder = self._write_started, self._encoder
+            if started is not None and encoder is not None and \
+                    time.monotonic() - started > self.cfg.stall_timeout_s:
+                self._counts["stalls"] += 1
+                self._last_error = f"ffmpeg stalled for {self.cfg.stall_timeout_s:.0f}s; restarting it"
+                log.warning("%s", self._last_error)
+                encoder.kill()
+                self._write_started = None
+
+    # -- health -------------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Return plain data for the dashboard and overlay: state, counters, last error, uptime."""
+        now = time.monotonic()
+        encoder = self._encoder
+        return {
+            "state": self._state,
+            "output": self.output.shown,
+            **self._counts,
+            "last_error": self._last_error,
+            "live_s": round(now - self._live_since, 1) if self._live_since else 0.0,
+            "uptime_s": round(now - self._started_at, 1) if self._started_at else 0.0,
+            "ffmpeg_pid": encoder.pid if encoder is not None and encoder.is_running() else None,
+        }

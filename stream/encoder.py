@@ -1,0 +1,95 @@
+"""One ffmpeg process fed raw RGB frames on stdin, with its stderr drained, redacted and logged."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import threading
+import time
+
+from stream.ffmpeg_args import redact
+
+__all__ = ["EncoderProcess"]
+
+log = logging.getLogger(__name__)
+
+
+class EncoderProcess:
+    """Owns one ffmpeg child. `write` blocks while ffmpeg is busy; `stop` never deadlocks.
+
+    stderr is read by a thread (an undrained pipe would block ffmpeg) and every line is redacted
+    before it is logged or kept, because ffmpeg prints the full output URL, stream key included.
+    """
+
+    def __init__(self, argv: list[str], secrets: tuple[str, ...] = ()) -> None:
+        self._secrets = secrets
+        log.debug("starting %s", redact(" ".join(argv), secrets))
+        # A new session keeps the terminal's Ctrl-C away from ffmpeg: the app decides when it stops.
+        # If the app dies (even by kill -9), stdin reaches EOF and ffmpeg ends by itself (-shortest).
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+        self.pid = self.proc.pid
+        self.started_at = time.monotonic()
+        self.errors: collections.deque[str] = collections.deque(maxlen=20)
+        self._stderr = threading.Thread(target=self._drain, name=f"ffmpeg-stderr-{self.pid}", daemon=True)
+        self._stderr.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = redact(raw.decode(errors="replace").rstrip(), self._secrets)
+            if line:
+                self.errors.append(line)
+                log.warning("ffmpeg[%d]: %s", self.pid, line)
+
+    @property
+    def last_error(self) -> str:
+        return self.errors[-1] if self.errors else ""
+
+    def is_running(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def write(self, data: memoryview) -> None:
+        """Write all of `data` to ffmpeg's stdin; raises OSError (BrokenPipeError) when ffmpeg is gone."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        view = data.cast("B") if data.format != "B" else data
+        while view.nbytes:
+            n = stdin.write(view)
+            if n is None:  # pragma: no cover - only for non-blocking pipes
+                continue
+            view = view[n:]
+
+    def kill(self) -> None:
+        """Kill ffmpeg at once (used by the watchdog when a write hangs)."""
+        if self.is_running():
+            self.proc.kill()
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """End ffmpeg: close stdin so it finishes the file, then SIGTERM, then SIGKILL. Returns its code.
+
+        Call only when no thread is writing: closing a pipe that another thread is blocked on can deadlock,
+        so callers kill first if their writer may be stuck.
+        """
+        try:
+            if self.proc.stdin and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        for action in (None, self.proc.terminate, self.proc.kill):
+            if action is not None and self.is_running():
+                action()
+            try:
+                self.proc.wait(timeout=timeout_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._stderr.join(timeout=2.0)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return self.proc.returncode
