@@ -32,7 +32,7 @@ from app.config import (
     to_dict,
 )
 from app.errors import DREAMSTREAM_ERRORS, ConfigError
-from app.logs import console, setup_logging
+from app.logs import console, output, setup_logging
 from app.rundir import RunDir, atomic_write_text, default_logdir
 
 __all__ = ["main", "prepare_run"]
@@ -247,7 +247,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
     engine, _ = open_database(path)
     before, after = upgrade(engine)
     engine.dispose()
-    console.print(f"{path}: schema {before or 'empty'} -> {after}" if before != after
+    output.print(f"{path}: schema {before or 'empty'} -> {after}" if before != after
                   else f"{path}: schema already at {after}")
     return 0
 
@@ -262,12 +262,8 @@ def _saved_database(logdir: Path) -> str:
 
 def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
     if args.config_command == "keys":
-        from rich.table import Table
-
-        table = Table("key", "type", "default", "meaning", box=None, show_lines=False)
-        for row in describe():
-            table.add_row(*row)
-        console.print(table)
+        for key, type_text, default, doc in describe():
+            print(f"{key}: {type_text} = {default}\n    {doc}")
         return 0
     cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
     print(yaml.safe_dump(to_dict(cfg, secrets="mask"), sort_keys=False), end="")
@@ -282,7 +278,7 @@ def _cmd_envs() -> int:
     table = Table("id", "description", box=None)
     for spec in envs.specs():
         table.add_row(spec.id, spec.description)
-    console.print(table)
+    output.print(table)
     return 0
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 import envs
 from app.config import Config
-from app.logs import console
+from app.logs import output
 from app.rundir import RunDir
 from app.storage import add_episode, ensure_run, open_database, upgrade
 from trainer import RandomAgent
@@ -69,7 +69,7 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
         engine.dispose()
     mean = statistics.fmean(scores)
     sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
-    console.print(table)
-    console.print(f"mean score {mean:.2f} ± {sem:.2f} (s.e.m.) over {len(scores)} episodes"
+    output.print(table)
+    output.print(f"mean score {mean:.2f} ± {sem:.2f} (s.e.m.) over {len(scores)} episodes"
                   f"{' - PLACEHOLDER random agent' if cfg.trainer.agent == 'random' else ''}")
     return 0

@@ -15,9 +15,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
-__all__ = ["SecretFilter", "console", "setup_logging"]
+__all__ = ["SecretFilter", "console", "output", "setup_logging"]
 
 console = Console(stderr=True)
+"""Logs and progress go to stderr."""
+output = Console()
+"""What a command prints as its result (tables, summaries) goes to stdout."""
 _NOISY = ("jax._src", "absl", "urllib3", "asyncio", "multipart", "PIL", "numba", "alembic", "apscheduler",
           "uvicorn.access", "httpx", "matplotlib")
 

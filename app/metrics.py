@@ -25,7 +25,10 @@ class MetricsWriter:
     def __init__(self, directory: Path, *, tensorboard: bool = True) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
+        torn = _ends_mid_line(self.path)
         self._file = self.path.open("a", buffering=1)
+        if torn:  # a kill -9 mid-row: end that line so the next row starts clean
+            self._file.write("\n")
         self._lock = threading.Lock()
         self._tb = None
         if tensorboard:
@@ -51,6 +54,14 @@ class MetricsWriter:
             self._file.close()
             if self._tb is not None:
                 self._tb.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) != b"\n"
 
 
 def read_metrics(path: Path) -> Iterator[dict[str, float]]:

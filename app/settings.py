@@ -20,10 +20,8 @@ class RunConfig:
     """Stop after this many env steps in total, counting earlier sessions (0 runs until stopped)."""
     duration_s: Annotated[float, Interval(ge=0)] = 0.0
     """Stop this session after so many seconds (0 runs until stopped)."""
-    train_ratio: Annotated[float, Interval(gt=0, le=100_000)] = 32.0
-    """Replayed steps per env step that the learner aims for."""
     max_env_fps: Annotated[float, Interval(ge=0, le=100_000)] = 30.0
-    """Cap on env steps per second so viewers can follow the game (0: as fast as the env runs)."""
+    """Cap on env steps per second in `run`, so viewers can follow the game (0: no cap; `train` has none)."""
     status_interval_s: Annotated[float, Interval(gt=0, le=3600)] = 10.0
     """Seconds between status lines in the log and metric rows in the metrics store."""
     log_level: LogLevel = "info"

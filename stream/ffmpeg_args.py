@@ -42,7 +42,7 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
         if secret:
             text = text.replace(secret, MASK)
     # A stream key is the last path element of an ingest URL; mask it even if it was not declared secret.
-    return re.sub(r"(rtmps?://[^\s/]+/app/)[^\s'\"]+", rf"\g<1>{MASK}", text)
+    return re.sub(r"(rtmps?://[^\s/]+/app/)[^\s'\":]+", rf"\g<1>{MASK}", text)
 
 
 def output_for(cfg: StreamConfig, recordings_dir: Path) -> Output:

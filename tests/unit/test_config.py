@@ -56,7 +56,7 @@ def test_default_config_needs_no_credentials() -> None:
                  id="section-typo"),
     pytest.param([], [("stream.fps", 0)], "stream.fps = 0: must be between 1 and 120", id="range"),
     pytest.param([], [("run.steps", -1)], "run.steps = -1: must be >= 0", id="lower-bound"),
-    pytest.param([], [("run.train_ratio", 0)], "run.train_ratio = 0: must be > 0 and <= 100000",
+    pytest.param([], [("stream.keyframe_interval_s", 0)], "stream.keyframe_interval_s = 0: must be > 0 and <= 10",
                  id="open-bound"),
     pytest.param([], [("trainer.batch_size", "abc")], "trainer.batch_size = 'abc': must be an integer",
                  id="not-int"),

@@ -1,0 +1,76 @@
+"""The command line, called in-process: one-line errors with exit status 2, help with examples, version."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import __version__
+from app.cli import main
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    pytest.param(["train", "--configs", "nonsense"],
+                 "ConfigError: unknown config block 'nonsense'; valid blocks: crafter, tiny, twitch", id="block"),
+    pytest.param(["run", "--trainer.batchsize", "3"],
+                 "ConfigError: unknown key 'trainer.batchsize' (did you mean 'trainer.batch_size'?)", id="key"),
+    pytest.param(["run", "--stream.fps", "0"], "ConfigError: stream.fps = 0: must be between 1 and 120",
+                 id="range"),
+    pytest.param(["envs", "--stream.fps", "3"], "ConfigError: `dreamstream envs` takes no config overrides "
+                 "(--stream.fps)", id="overrides-where-none-apply"),
+    pytest.param(["run", "--env-file", "/nonexistent/.env"], "ConfigError: --env-file /nonexistent/.env: no such "
+                 "file", id="env-file"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, line, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may be created for a rejected command
+    assert main(argv + ["--logdir", str(tmp_path / "run")] if argv[0] == "run" else argv) == 2
+    out, err = capsys.readouterr()
+    assert err == line + "\n"
+    assert out == ""
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"dreamstream {__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["eval"], ["db", "upgrade"], ["config", "show"],
+                                     ["envs"]])
+def test_help_everywhere_with_examples(command, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "dreamstream" in out
+
+
+def test_config_show_masks_secrets(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TWITCH_STREAM_KEY", "live_abc_123")
+    assert main(["config", "show", "--configs", "twitch", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "stream_key: '***'" in out and "target: twitch" in out and "live_abc_123" not in out
+
+
+def test_env_file_supplies_secrets_and_environment_wins(tmp_path, capsys, monkeypatch) -> None:
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("TWITCH_STREAM_KEY=from_file\nDREAMSTREAM_DASHBOARD_TOKEN=file_token\n")
+    monkeypatch.setenv("DREAMSTREAM_DASHBOARD_TOKEN", "env_token")
+    monkeypatch.delenv("TWITCH_STREAM_KEY", raising=False)
+    from app.cli import _environ
+
+    environ = _environ(env_file)
+    assert environ["TWITCH_STREAM_KEY"] == "from_file"
+    assert environ["DREAMSTREAM_DASHBOARD_TOKEN"] == "env_token"
+
+
+def test_config_keys_lists_every_key_with_its_meaning(capsys) -> None:
+    assert main(["config", "keys"]) == 0
+    out = capsys.readouterr().out
+    assert "stream.fps" in out and "Output frame rate" in out and "env TWITCH_STREAM_KEY" in out
+
+
+def test_envs_lists_registered_games(capsys) -> None:
+    assert main(["envs"]) == 0
+    assert "crafter" in capsys.readouterr().out

@@ -1,0 +1,49 @@
+"""Dashboard app through FastAPI's test client: status JSON, episodes, frame preview, token check."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.dashboard import DashboardServices, create_app
+from app.settings import DashboardConfig
+from app.storage import add_episode, ensure_run, open_database, upgrade
+
+
+@pytest.fixture
+def services(tmp_path):
+    engine, sessions = open_database(tmp_path / "d.db")
+    upgrade(engine)
+    with sessions.begin() as session:
+        run_id = ensure_run(session, "r", "crafter", "random").id
+        add_episode(session, run_id, env_id="crafter", score=3.0, length=12, env_step=12)
+    frames = {"jpeg": None}
+    yield DashboardServices(status=lambda: {"run_name": "r", "counters": {"env_steps": 12}},
+                            frame_jpeg=lambda: frames["jpeg"], sessions=sessions, run_id=run_id), frames
+    engine.dispose()
+
+
+def test_status_page_episodes_and_frame(services) -> None:
+    svc, frames = services
+    client = TestClient(create_app(DashboardConfig(), svc))
+    assert client.get("/healthz").json() == {"status": "ok"}
+    page = client.get("/")
+    assert page.status_code == 200 and "DreamStream" in page.text
+    assert client.get("/api/status").json()["counters"]["env_steps"] == 12
+    assert [e["score"] for e in client.get("/api/episodes").json()] == [3.0]
+    assert client.get("/api/frame.jpg").status_code == 404
+    frames["jpeg"] = b"\xff\xd8jpeg"
+    got = client.get("/api/frame.jpg")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg" and got.content == b"\xff\xd8jpeg"
+
+
+def test_token_is_required_when_set(services) -> None:
+    svc, _ = services
+    client = TestClient(create_app(DashboardConfig(token="s3cret"), svc))
+    assert client.get("/healthz").status_code == 200  # liveness probes need no token
+    assert client.get("/api/status").status_code == 401
+    assert client.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    page = client.get("/?token=s3cret")
+    assert page.status_code == 200
+    assert client.get("/api/status").status_code == 200  # the cookie set by the page authenticates later calls

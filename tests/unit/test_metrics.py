@@ -1,0 +1,34 @@
+"""Metrics store: JSONL rows with step and time, non-finite values as null, torn lines skipped."""
+
+from __future__ import annotations
+
+import json
+
+from app.metrics import MetricsWriter, read_metrics
+
+
+def test_rows_are_appended_and_read_back(tmp_path) -> None:
+    writer = MetricsWriter(tmp_path, tensorboard=True)
+    writer.write(10, {"episode/score": 1.5, "fps/env": 30})
+    writer.write(20, {"loss/image": float("nan")})
+    writer.close()
+    rows = list(read_metrics(tmp_path / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [10, 20]
+    assert rows[0]["episode/score"] == 1.5 and rows[0]["fps/env"] == 30.0
+    assert rows[1]["loss/image"] is None
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_torn_last_line_is_skipped_and_appending_resumes(tmp_path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1, "time": 0, "a": 1.0}) + "\n" + '{"step": 2, "ti')
+    rows = list(read_metrics(path))
+    assert rows == [{"step": 1, "time": 0, "a": 1.0}]
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    writer.write(3, {"a": 2.0})
+    writer.close()
+    assert [r["step"] for r in read_metrics(path)] == [1, 3]
+
+
+def test_missing_file_reads_as_empty(tmp_path) -> None:
+    assert list(read_metrics(tmp_path / "none.jsonl")) == []

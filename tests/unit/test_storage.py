@@ -1,0 +1,57 @@
+"""Storage on real SQLite files: migrations reach head, match the models, and the queries work."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from app.errors import StorageError
+from app.storage import (Base, add_episode, add_event, current_revision, ensure_run, head_revision, open_database,
+                         recent_episodes, recent_events, upgrade)
+
+
+def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path) -> None:
+    engine, _ = open_database(tmp_path / "db" / "dreamstream.db")
+    assert upgrade(engine) == (None, head_revision())
+    assert upgrade(engine) == (head_revision(), head_revision())
+    assert current_revision(engine) == head_revision()
+    assert {"runs", "episodes", "events", "alembic_version"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_migrations_match_the_models(tmp_path) -> None:
+    engine, _ = open_database(tmp_path / "dreamstream.db")
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations differ; add a migration: {diff}"
+    engine.dispose()
+
+
+def test_episodes_and_events_round_trip(tmp_path) -> None:
+    engine, sessions = open_database(tmp_path / "dreamstream.db")
+    upgrade(engine)
+    with sessions.begin() as session:
+        run_id = ensure_run(session, "r1", "crafter", "random").id
+        assert ensure_run(session, "r1", "crafter", "random").id == run_id
+        add_episode(session, run_id, env_id="crafter", score=2.5, length=100, env_step=100,
+                    details={"achievements": ["wake_up"]})
+        add_episode(session, run_id, env_id="chess", score=-1, length=40, env_step=140, mode="eval",
+                    opponent="stockfish", result="loss")
+        add_event(session, run_id, "session_started", "session 1")
+    with sessions() as session:
+        eps = recent_episodes(session, run_id, limit=10)
+        assert [(e.env_id, e.result, e.details) for e in eps] == [
+            ("chess", "loss", {}), ("crafter", None, {"achievements": ["wake_up"]})]
+        assert [e.kind for e in recent_events(session, run_id)] == ["session_started"]
+    engine.dispose()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "dreamstream.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    engine, _ = open_database(path)
+    with pytest.raises(StorageError, match="cannot migrate database .*dreamstream.db: DatabaseError"):
+        upgrade(engine)

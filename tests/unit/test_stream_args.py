@@ -1,0 +1,59 @@
+"""ffmpeg command lines and secret redaction (no process is started here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream import StreamConfig, ffmpeg_argv, output_for, redact
+
+
+def argv_options(argv: list[str]) -> dict[str, str]:
+    return {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("-")}
+
+
+def test_twitch_grade_encoder_settings() -> None:
+    cfg = StreamConfig(target="rtmp://127.0.0.1/live/test", fps=30, bitrate_kbps=4500)
+    argv = ffmpeg_argv(cfg, output_for(cfg, Path("/tmp")))
+    opts = argv_options(argv)
+    assert argv[0] == "ffmpeg" and "rtmp://127.0.0.1/live/test" in argv
+    assert opts["-vcodec"] == "libx264" and opts["-profile:v"] == "main" and opts["-pix_fmt"] == "yuv420p"
+    assert opts["-b:v"] == opts["-minrate"] == opts["-maxrate"] == "4500k" and opts["-bufsize"] == "9000k"
+    assert opts["-x264-params"] == "nal-hrd=cbr:force-cfr=1"
+    assert opts["-g"] == opts["-keyint_min"] == "60" and opts["-sc_threshold"] == "0"
+    assert opts["-acodec"] == "aac" and opts["-f"] == "flv"
+    assert "-shortest" in argv and "anullsrc=channel_layout=stereo:sample_rate=44100" in argv
+    assert opts["-s"] == "1280x720" and opts["-pix_fmt"] != "rgb24" and "rgb24" in argv
+
+
+def test_file_target_writes_rotating_flv_segments(tmp_path) -> None:
+    cfg = StreamConfig(segment_minutes=5)
+    out = output_for(cfg, tmp_path)
+    assert out.is_file and out.url == str(tmp_path / "stream-%Y%m%d-%H%M%S.flv")
+    opts = argv_options(ffmpeg_argv(cfg, out))
+    assert opts["-f"] == "segment" and opts["-segment_format"] == "flv" and opts["-segment_time"] == "300"
+
+
+def test_keyframe_interval_follows_fps() -> None:
+    cfg = StreamConfig(target="rtmp://h/app/x", fps=60, keyframe_interval_s=2)
+    assert argv_options(ffmpeg_argv(cfg, output_for(cfg, Path("/tmp"))))["-g"] == "120"
+
+
+def test_twitch_output_url_and_its_shown_form() -> None:
+    cfg = StreamConfig(target="twitch", stream_key="live_123_abc")
+    out = output_for(cfg, Path("/tmp"))
+    assert out.url == "rtmp://ingest.global-contribute.live-video.net/app/live_123_abc"
+    assert out.shown == "rtmp://ingest.global-contribute.live-video.net/app/***"
+    assert "live_123_abc" not in repr(out) and "live_123_abc" not in repr(cfg)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    pytest.param("rtmp://sfo.contribute.live-video.net/app/live_9_x: Connection refused",
+                 "rtmp://sfo.contribute.live-video.net/app/***: Connection refused", id="ffmpeg-error"),
+    pytest.param("key live_9_x leaked", "key *** leaked", id="bare-key"),
+    pytest.param("rtmps://host/app/whatever?bandwidthtest=true", "rtmps://host/app/***", id="undeclared-key"),
+    pytest.param("nothing secret", "nothing secret", id="clean"),
+])
+def test_redact(text, shown) -> None:
+    assert redact(text, ("live_9_x",)) == shown
