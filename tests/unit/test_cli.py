@@ -22,7 +22,7 @@ from app.cli import main
 ])
 def test_bad_input_is_one_line_and_status_2(argv, line, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # nothing may be created for a rejected command
-    assert main(argv + ["--logdir", str(tmp_path / "run")] if argv[0] == "run" else argv) == 2
+    assert main([*argv, "--logdir", str(tmp_path / "run")] if argv[0] == "run" else argv) == 2
     out, err = capsys.readouterr()
     assert err == line + "\n"
     assert out == ""

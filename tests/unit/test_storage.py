@@ -8,8 +8,18 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from app.errors import StorageError
-from app.storage import (Base, add_episode, add_event, current_revision, ensure_run, head_revision, open_database,
-                         recent_episodes, recent_events, upgrade)
+from app.storage import (
+    Base,
+    add_episode,
+    add_event,
+    current_revision,
+    ensure_run,
+    head_revision,
+    open_database,
+    recent_episodes,
+    recent_events,
+    upgrade,
+)
 
 
 def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path) -> None:
