@@ -110,7 +110,7 @@ class Broadcaster:
                 # The pacer is stuck in a write: killing ffmpeg breaks the pipe and frees it.
                 encoder = self._encoder
                 if encoder is not None:
-                    encoder.kill()
+                    encoder.kill("shutting down while a frame write hung")
                 self._thread.join(timeout=timeout_s / 2)
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
@@ -149,7 +149,7 @@ class Broadcaster:
                 ran_s = time.monotonic() - encoder.started_at
                 if self._stop.is_set():
                     break
-                self._last_error = encoder.last_error or f"ffmpeg exited with code {code}"
+                self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
                 log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
                 if ran_s >= STABLE_AFTER_S:
                     backoff_s = 1.0
@@ -197,9 +197,9 @@ class Broadcaster:
             if started is not None and encoder is not None and \
                     time.monotonic() - started > self.cfg.stall_timeout_s:
                 self._counts["stalls"] += 1
-                self._last_error = f"ffmpeg stalled for {self.cfg.stall_timeout_s:.0f}s; restarting it"
-                log.warning("%s", self._last_error)
-                encoder.kill()
+                reason = f"ffmpeg stalled: no frame accepted for {self.cfg.stall_timeout_s:.0f}s"
+                log.warning("%s; restarting it", reason)
+                encoder.kill(reason)
                 self._write_started = None
 
     # -- health -------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ class StreamConfig:
     """Where the broadcast goes: 'file' (FLV segments in the run dir), 'twitch', or an rtmp(s):// URL."""
     twitch_ingest_url: str = "rtmp://ingest.global-contribute.live-video.net/app"
     """Twitch ingest base URL; the stream key is appended as the last path element."""
+    twitch_bandwidth_test: bool = False
+    """With target 'twitch': add ?bandwidthtest=true so Twitch accepts the stream without showing it."""
     stream_key: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_STREAM_KEY"})
     """Twitch stream key. Secret: read from the environment, never logged or written to the run dir."""
     width: Annotated[int, Interval(ge=320, le=3840)] = 1280

@@ -32,6 +32,7 @@ class EncoderProcess:
         self.pid = self.proc.pid
         self.started_at = time.monotonic()
         self.errors: collections.deque[str] = collections.deque(maxlen=20)
+        self.kill_reason = ""
         self._stderr = threading.Thread(target=self._drain, name=f"ffmpeg-stderr-{self.pid}", daemon=True)
         self._stderr.start()
 
@@ -65,9 +66,10 @@ class EncoderProcess:
                 continue
             view = view[n:]
 
-    def kill(self) -> None:
-        """Kill ffmpeg at once (used by the watchdog when a write hangs)."""
+    def kill(self, reason: str = "") -> None:
+        """Kill ffmpeg at once (the watchdog does when a write hangs); `reason` is kept for health reports."""
         if self.is_running():
+            self.kill_reason = self.kill_reason or reason
             self.proc.kill()
 
     def stop(self, timeout_s: float = 5.0) -> int | None:

@@ -50,7 +50,8 @@ def output_for(cfg: StreamConfig, recordings_dir: Path) -> Output:
     if cfg.target == "file":
         return Output(url=str(recordings_dir / "stream-%Y%m%d-%H%M%S.flv"), is_file=True)
     if cfg.target == "twitch":
-        return Output(url=f"{cfg.twitch_ingest_url.rstrip('/')}/{cfg.stream_key}", is_file=False,
+        query = "?bandwidthtest=true" if cfg.twitch_bandwidth_test else ""
+        return Output(url=f"{cfg.twitch_ingest_url.rstrip('/')}/{cfg.stream_key}{query}", is_file=False,
                       secrets=(cfg.stream_key,))
     secrets = (cfg.stream_key,) if cfg.stream_key and cfg.stream_key in cfg.target else ()
     return Output(url=cfg.target, is_file=False, secrets=secrets)

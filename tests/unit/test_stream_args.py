@@ -46,6 +46,8 @@ def test_twitch_output_url_and_its_shown_form() -> None:
     assert out.url == "rtmp://ingest.global-contribute.live-video.net/app/live_123_abc"
     assert out.shown == "rtmp://ingest.global-contribute.live-video.net/app/***"
     assert "live_123_abc" not in repr(out) and "live_123_abc" not in repr(cfg)
+    test = output_for(StreamConfig(target="twitch", stream_key="live_1", twitch_bandwidth_test=True), Path("/tmp"))
+    assert test.url.endswith("/app/live_1?bandwidthtest=true") and test.shown.endswith("/app/***")
 
 
 @pytest.mark.parametrize(("text", "shown"), [

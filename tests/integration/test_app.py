@@ -1,0 +1,171 @@
+"""The walking skeleton end to end: `dreamstream run` as `make run` starts it, with real ffmpeg, SQLite,
+HTTP and signals. One app process is shared by the tests of this module, in file order; the last test
+shuts it down and resumes the run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import DREAMSTREAM, AppProcess, ffprobe, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    # The default config, as `make run` uses it; only the port differs so tests never collide.
+    app = AppProcess(["run", "--dashboard.port", "0"], root / "run", root / "output.log").start()
+    yield app
+    app.kill()
+
+
+def recordings(app: AppProcess) -> list:
+    return sorted((app.logdir / "recordings").glob("stream-*.flv"))
+
+
+def test_status_page_answers(live) -> None:
+    page = wait_for(lambda: live.get("/"), "the status page").decode()
+    assert "<title>DreamStream</title>" in page
+    status = wait_for(lambda: (s := live.status())["counters"]["env_steps"] > 0 and s, "env steps to count")
+    assert status["run_name"] == "run" and status["env_id"] == "crafter"
+    assert status["agent"] == "random (placeholder)"
+    assert {name: c["state"] for name, c in status["components"].items()} == {
+        "actor": "running", "compositor": "running", "dashboard": "running"}
+
+
+def test_a_growing_valid_video_is_written_to_the_run_dir(live) -> None:
+    first = wait_for(lambda: recordings(live) and recordings(live)[-1].stat().st_size > 50_000 and recordings(live),
+                     "a recording to be written")[-1]
+    size = first.stat().st_size
+    wait_for(lambda: first.stat().st_size > size, "the recording to grow")
+    info = ffprobe(first)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (video["codec_name"], video["profile"], video["width"], video["height"], video["r_frame_rate"]) == \
+        ("h264", "Main", 1280, 720, "30/1")
+    assert (audio["codec_name"], audio["profile"]) == ("aac", "LC")
+    health = live.status()["stream"]
+    assert health["state"] == "live" and health["frames_written"] > 0
+    assert health["output"].endswith("recordings/stream-%Y%m%d-%H%M%S.flv")
+
+
+def test_metrics_and_config_are_in_the_run_dir(live) -> None:
+    saved = yaml.safe_load((live.logdir / "config.yaml").read_text())
+    assert saved["env"]["id"] == "crafter" and "stream_key" not in saved["stream"]
+    rows = wait_for(lambda: [json.loads(line) for line in
+                             (live.logdir / "metrics" / "metrics.jsonl").read_text().splitlines()
+                             if "fps/env" in line], "a status row in metrics.jsonl", )
+    assert rows[-1]["fps/env"] > 0
+    assert "session 1" in (live.logdir / "logs" / "dreamstream.log").read_text()
+
+
+def test_a_second_process_on_the_same_run_dir_is_refused(live, tmp_path) -> None:
+    out = subprocess.run([DREAMSTREAM, "run", "--logdir", str(live.logdir), "--dashboard.port", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"RunDirError: run dir {live.logdir} is in use by pid {live.proc.pid}; stop that run or pass another --logdir")
+
+
+def test_dead_ffmpeg_is_restarted_while_play_goes_on(live) -> None:
+    before = wait_for(lambda: (h := live.status()["stream"])["ffmpeg_pid"] and h, "ffmpeg to run")
+    steps = live.status()["counters"]["env_steps"]
+    psutil.Process(before["ffmpeg_pid"]).kill()
+    after = wait_for(lambda: (h := live.status()["stream"])["restarts"] > before["restarts"] and h["state"] == "live"
+                     and h["ffmpeg_pid"] not in (None, before["ffmpeg_pid"]) and h, "the stream to come back")
+    assert after["frames_written"] > before["frames_written"]
+    wait_for(lambda: live.status()["counters"]["env_steps"] > steps + 30, "play to go on")
+    assert live.proc.poll() is None
+
+
+def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(live.url())
+            page.get_by_test_id("run-name").filter(has_text="run").wait_for()
+            cell = page.locator('#counters td[data-key="env_steps"]')
+            cell.wait_for()
+            first = int(cell.inner_text().replace(",", ""))
+            page.wait_for_function(
+                f"() => parseInt(document.querySelector('#counters td[data-key=\"env_steps\"]')"
+                f".textContent.replace(/,/g, '')) > {first}", timeout=60_000)
+            assert page.locator("#components").inner_text().count("running") == 3
+            width = page.wait_for_function("() => document.getElementById('preview').naturalWidth", timeout=60_000)
+            assert width.json_value() == 1280
+            page.screenshot(path=str(tmp_path / "dashboard.png"))
+        finally:
+            browser.close()
+
+
+def test_sigterm_shuts_down_cleanly_and_a_second_run_resumes(live, tmp_path) -> None:
+    ffmpeg_pids = [p.pid for p in live.children() if p.name() == "ffmpeg"]
+    assert ffmpeg_pids, "ffmpeg should be a child of the app"
+    last_seen = live.status()["counters"]["env_steps"]
+    assert live.stop(signal.SIGTERM) == 0
+    for pid in ffmpeg_pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, "orphan ffmpeg"
+    state = json.loads((live.logdir / "state.json").read_text())
+    assert state["env_step"] >= last_seen and state["sessions"] == 1
+    assert not (live.logdir / "dashboard.url").exists()
+    with sqlite3.connect(live.logdir / "dreamstream.db") as db:
+        kinds = [k for (k,) in db.execute("select kind from events order by id")]
+    assert kinds[0] == "session_started" and kinds[-1] == "session_stopped"
+    assert "received SIGTERM" in live.output
+
+    # Same command, same run dir: the step counter continues.
+    again = AppProcess(["run", "--dashboard.port", "0", "--run.duration_s", "8"], live.logdir,
+                       tmp_path / "again.log").start()
+    try:
+        assert again.proc.wait(timeout=180) == 0, again.output
+    finally:
+        again.kill()
+    resumed = json.loads((live.logdir / "state.json").read_text())
+    assert resumed["sessions"] == 2 and resumed["env_step"] > state["env_step"]
+    assert f"env step {state['env_step']}" in again.output  # the start line names where it resumed
+
+
+def test_incompatible_config_on_resume_names_the_keys(tmp_path) -> None:
+    logdir = tmp_path / "run"
+    first = subprocess.run([DREAMSTREAM, "train", "--configs", "tiny", "--logdir", str(logdir), "--run.steps", "5"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    out = subprocess.run([DREAMSTREAM, "train", "--configs", "tiny", "--logdir", str(logdir), "--env.image_size", "32"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr == (f"ConfigError: run dir {logdir} was made with another config; these keys cannot change on "
+                          "resume: env.image_size: 64 -> 32 (use a new --logdir)\n")
+
+
+def test_kill_9_leaves_no_orphan_and_the_run_resumes(app_factory, tmp_path) -> None:
+    logdir = tmp_path / "run"
+    app = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0"], logdir)
+    wait_for(lambda: app.status()["stream"]["state"] == "live", "the stream to go live")
+    wait_for(lambda: json.loads((logdir / "state.json").read_text())["env_step"] > 0, "a state save")
+    ffmpeg = [p for p in app.children() if p.name() == "ffmpeg"]
+    assert len(ffmpeg) == 1
+    app.proc.kill()
+    app.proc.wait()
+    # ffmpeg reads EOF on its stdin and ends by itself: no orphan encoder after a crash of the app.
+    wait_for(lambda: not ffmpeg[0].is_running() or ffmpeg[0].status() == psutil.STATUS_ZOMBIE,
+             "the orphaned ffmpeg to exit")
+    saved = json.loads((logdir / "state.json").read_text())
+    time.sleep(0.1)
+    again = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0", "--run.duration_s", "5"], logdir)
+    assert again.proc.wait(timeout=180) == 0, again.output
+    resumed = json.loads((logdir / "state.json").read_text())
+    assert resumed["sessions"] == 2 and resumed["env_step"] > saved["env_step"]

@@ -1,0 +1,52 @@
+"""The real `dreamstream` console script: one-line errors, headless train, eval, db upgrade."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+
+import pytest
+
+from tests.conftest import DREAMSTREAM
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([DREAMSTREAM, *args], capture_output=True, text=True, timeout=timeout_s)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    pytest.param(["train", "--configs", "nonsense"],
+                 "ConfigError: unknown config block 'nonsense'; valid blocks: crafter, tiny, twitch", id="block"),
+    pytest.param(["run", "--trainer.batchsize", "3"],
+                 "ConfigError: unknown key 'trainer.batchsize' (did you mean 'trainer.batch_size'?)", id="key"),
+])
+def test_config_errors_are_one_line_with_status_2(args, line, tmp_path) -> None:
+    out = subprocess.run([DREAMSTREAM, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", line + "\n")
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_train_headless_eval_and_db_upgrade(tmp_path) -> None:
+    logdir = tmp_path / "run"
+    train = run("train", "--configs", "tiny", "--logdir", str(logdir), "--run.steps", "300")
+    assert train.returncode == 0, train.stderr
+    state = json.loads((logdir / "state.json").read_text())
+    assert state["env_step"] == 300
+    assert not list((logdir / "recordings").iterdir()), "train is headless: no stream"
+    assert not (logdir / "dashboard.url").exists()
+
+    ev = run("eval", "--logdir", str(logdir), "--episodes", "2", "--env.max_episode_steps", "50")
+    assert ev.returncode == 0, ev.stderr
+    assert "mean score" in ev.stdout and "PLACEHOLDER random agent" in ev.stdout
+    with sqlite3.connect(logdir / "dreamstream.db") as db:
+        rows = db.execute("select mode, length from episodes where mode = 'eval'").fetchall()
+    assert rows == [("eval", 50), ("eval", 50)]
+
+    up = run("db", "upgrade", "--logdir", str(logdir))
+    assert up.returncode == 0 and up.stdout.strip().endswith("schema already at 0001"), up.stdout
+    fresh = tmp_path / "other.db"
+    up = run("db", "upgrade", "--database", str(fresh))
+    assert up.returncode == 0 and f"{fresh}: schema empty -> 0001" in up.stdout.replace("\n", "")
