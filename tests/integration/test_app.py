@@ -169,3 +169,19 @@ def test_kill_9_leaves_no_orphan_and_the_run_resumes(app_factory, tmp_path) -> N
     assert again.proc.wait(timeout=180) == 0, again.output
     resumed = json.loads((logdir / "state.json").read_text())
     assert resumed["sessions"] == 2 and resumed["env_step"] > saved["env_step"]
+
+
+def test_stream_key_never_reaches_the_run_dir_or_output(app_factory, tmp_path) -> None:
+    key = "live_987654321_SeCrEtKeY"
+    logdir = tmp_path / "run"
+    # A Twitch target whose ingest refuses: ffmpeg fails and prints the full URL, which must be redacted.
+    app = app_factory(["run", "--configs", "tiny", "twitch", "--dashboard.port", "0",
+                       "--stream.twitch_ingest_url", "rtmp://127.0.0.1:9/app", "--stream.restart_backoff_max_s", "1"],
+                      logdir, env={"TWITCH_STREAM_KEY": key})
+    health = wait_for(lambda: (h := app.status()["stream"])["restarts"] >= 2 and h, "ffmpeg to fail twice")
+    assert health["output"] == "rtmp://127.0.0.1:9/app/***" and key not in json.dumps(health)
+    page = app.get("/api/status").decode()
+    assert app.stop() == 0
+    leaks = [str(p) for p in logdir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaks == [] and key not in app.output and key not in page
+    assert "rtmp://127.0.0.1:9/app/***" in (logdir / "logs" / "dreamstream.log").read_text()
