@@ -412,14 +412,20 @@ def to_dict(config: Any, *, secrets: Literal["omit", "mask"] = "omit") -> dict[s
     return out
 
 
-def diff_on_resume(saved: Config, now: Config) -> list[str]:
-    """Return the keys that define spaces or model shapes and differ, as `key: saved -> now` lines."""
+def diff_on_resume(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Return the keys that define spaces or model shapes and differ, as `key: saved -> now` lines.
+
+    Each dataclass names such keys in its `FIXED_ON_RESUME`; nested sections are searched too.
+    """
     lines = []
-    for section in dataclasses.fields(Config):
-        old, new = getattr(saved, section.name), getattr(now, section.name)
-        for name in getattr(type(old), "FIXED_ON_RESUME", ()):
-            if getattr(old, name) != getattr(new, name):
-                lines.append(f"{section.name}.{name}: {_show(getattr(old, name))} -> {_show(getattr(new, name))}")
+    fixed = getattr(type(saved), "FIXED_ON_RESUME", ())
+    for f in dataclasses.fields(saved):
+        old, new = getattr(saved, f.name), getattr(now, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(old):
+            lines += diff_on_resume(old, new, key + ".")
+        elif f.name in fixed and old != new:
+            lines.append(f"{key}: {_show(old)} -> {_show(new)}")
     return lines
 
 
@@ -442,29 +448,36 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe(cls: type = Config) -> list[tuple[str, str, str, str]]:
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """Return (key, type, default, doc) for every settable key, for `dreamstream config keys`."""
     rows = []
-    for section in dataclasses.fields(cls):
-        sec_cls = _hints(cls)[section.name]
-        docs = field_docs(sec_cls)
-        hints = _hints(sec_cls)
-        default = sec_cls()
-        for f in dataclasses.fields(sec_cls):
-            tp = hints[f.name]
-            if get_origin(tp) is Annotated:
-                base, *meta = get_args(tp)
-                words, _ = _bounds_text(meta)
-                type_text = _type_name(base) + (f" ({' and '.join(words)})" if words else "")
-            else:
-                type_text = _type_name(tp)
-            value = getattr(default, f.name)
-            shown = (f"env {f.metadata['secret_env']}" if "secret_env" in f.metadata else _show(value))
-            rows.append((f"{section.name}.{f.name}", type_text, shown, docs.get(f.name, "")))
+    docs = field_docs(cls)
+    hints = _hints(cls)
+    default = cls() if prefix else None
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if _is_section(tp):
+            rows += describe(tp, key + ".")
+            continue
+        if get_origin(tp) is Annotated:
+            base, *meta = get_args(tp)
+            words, _ = _bounds_text(meta)
+            type_text = _type_name(base) + (f" ({' and '.join(words)})" if words else "")
+        else:
+            type_text = _type_name(tp)
+        shown = (f"env {f.metadata['secret_env']}" if "secret_env" in f.metadata
+                 else _show(getattr(default, f.name)))
+        rows.append((key, type_text, shown, docs.get(f.name, "")))
     return rows
 
 
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(_show(c) for c in get_args(tp))
+    if get_origin(tp) is tuple:
+        args = get_args(tp)
+        inner = f"{_type_name(args[0])}, ..." if len(args) == 2 and args[1] is Ellipsis else \
+            ", ".join(_type_name(a) for a in args)
+        return f"[{inner}]"
     return getattr(tp, "__name__", str(tp))

@@ -33,10 +33,7 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
         raise ConfigError(f"--episodes = {episodes}: must be >= 1")
     engine, sessions = open_database(rundir.database_path(cfg.storage.database))
     upgrade(engine)
-    kwargs = {"image_size": cfg.env.image_size}
-    if cfg.env.max_episode_steps:
-        kwargs["length"] = cfg.env.max_episode_steps
-    env = envs.make(cfg.env.id, **kwargs)
+    env = envs.make_from_config(cfg.env)
     agent = RandomAgent(env.action_space, seed=cfg.trainer.seed + 1_000_003)
     state = rundir.read_state()
     step = int(state.get("env_step", 0))
@@ -60,7 +57,7 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
             with sessions.begin() as session:
                 add_episode(session, run_id, env_id=cfg.env.id, score=score, length=length, env_step=step,
                             mode="eval", result=episode.get("result"), opponent=episode.get("opponent"),
-                            details={k: v for k, v in episode.items() if k not in ("length", "return")})
+                            details={k: v for k, v in episode.items() if k not in ("length", "return", "result", "opponent")})
             scores.append(score)
             table.add_row(str(i + 1), f"{score:.2f}", str(length), episode.get("result") or "-")
             log.info("eval episode %d: score %.2f, length %d (%.1fs)", i + 1, score, length, time.monotonic() - t0)

@@ -174,10 +174,7 @@ class Runner:
     def _act(self, stop: threading.Event) -> None:
         """Play the env with the agent until `stop`; one env per (re)start of this component."""
         cfg = self.cfg
-        kwargs: dict[str, Any] = {"image_size": cfg.env.image_size}
-        if cfg.env.max_episode_steps:
-            kwargs["length"] = cfg.env.max_episode_steps
-        env = envs.make(cfg.env.id, **kwargs)
+        env = envs.make_from_config(cfg.env)
         try:
             agent = RandomAgent(env.action_space, seed=cfg.trainer.seed + self.counters.episodes)
             period = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
@@ -216,7 +213,7 @@ class Runner:
 
     def _episode_done(self, score: float, length: int, step: int, info: dict[str, Any]) -> None:
         episode = info.get("episode", {})
-        details = {k: v for k, v in episode.items() if k not in ("length", "return")}
+        details = {k: v for k, v in episode.items() if k not in ("length", "return", "result", "opponent")}
         with self._lock:
             self.counters.episodes += 1
             self.live.recent_scores.append(score)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -169,15 +170,23 @@ def test_configs_are_frozen_and_hashable() -> None:
     assert hash(cfg.trainer) == hash(resolve([], [], environ={}, blocks=BLOCKS).trainer)
 
 
+def _dataclasses(cls: type, prefix: str = "") -> list[tuple[str, type]]:
+    found = [(prefix.rstrip("."), cls)]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            found += _dataclasses(hints[f.name], f"{prefix}{f.name}.")
+    return found
+
+
 def test_every_field_has_a_default_and_a_docstring() -> None:
     missing = []
-    for section in dataclasses.fields(Config):
-        cls = section.default_factory  # type: ignore[misc]
+    for prefix, cls in _dataclasses(Config):
         docs = field_docs(cls)
-        missing += [f"{section.name}.{f.name}" for f in dataclasses.fields(cls) if not docs.get(f.name)]
+        missing += [f"{prefix}.{f.name}".lstrip(".") for f in dataclasses.fields(cls) if not docs.get(f.name)]
         cls()  # constructible with defaults only
     assert not missing, f"fields without a docstring: {missing}"
-    assert len(describe()) == len(valid_keys())
+    assert [row[0] for row in describe()] == list(valid_keys())
 
 
 def test_shipped_blocks_are_valid(tmp_path: Path) -> None:

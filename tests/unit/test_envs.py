@@ -42,7 +42,7 @@ def test_registered_env_passes_the_gymnasium_checker(env_id) -> None:
 
 
 def test_crafter_reports_the_episode_at_its_end() -> None:
-    env = envs.make("crafter", image_size=32, length=20)
+    env = envs.make_from_config(envs.EnvConfig(id="crafter", image_size=32, max_episode_steps=20))
     env.reset(seed=0)
     total, info = 0.0, {}
     for _ in range(20):
