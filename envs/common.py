@@ -18,7 +18,7 @@ def image_space(size: int) -> gym.spaces.Box:
 
 def mask_space(n: int) -> gym.spaces.Box:
     """Return the Box of an `action_mask` observation: bool[n], True where the action is legal."""
-    return gym.spaces.Box(False, True, (n,), bool)
+    return gym.spaces.Box(0, 1, (n,), bool)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
