@@ -7,11 +7,11 @@ from typing import Annotated, ClassVar
 
 from annotated_types import Interval
 
-from envs.chess.config import ChessConfig
+from envs.chess.config import ChessConfig, MateConfig
 from envs.screen.config import ClashConfig, ScreenConfig
 from envs.suites.config import AtariConfig, DmcConfig
 
-__all__ = ["AtariConfig", "ChessConfig", "ClashConfig", "DmcConfig", "EnvConfig", "ScreenConfig"]
+__all__ = ["AtariConfig", "ChessConfig", "ClashConfig", "DmcConfig", "EnvConfig", "MateConfig", "ScreenConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +25,9 @@ class EnvConfig:
     max_episode_steps: Annotated[int, Interval(ge=0, le=10_000_000)] = 0
     """Truncate an episode after this many agent steps (0 keeps the env's own limit)."""
     chess: ChessConfig = field(default_factory=ChessConfig)
-    """Options of the chess envs."""
+    """Options of the chess game (id chess)."""
+    mate: MateConfig = field(default_factory=MateConfig)
+    """Options of the mate-in-1 task (id chess-mate-in-1)."""
     atari: AtariConfig = field(default_factory=AtariConfig)
     """Options of atari/<game>."""
     dmc: DmcConfig = field(default_factory=DmcConfig)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from annotated_types import Interval
 
-__all__ = ["ChessConfig"]
+__all__ = ["ChessConfig", "MateConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,3 +26,17 @@ class ChessConfig:
     """Ask for the promotion piece with an extra decision (off: always promote to a queen)."""
     stockfish_path: str = ""
     """Stockfish binary ('' finds it on PATH or in /usr/games)."""
+
+    FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = ("action_mode", "underpromotion")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MateConfig:
+    action_mode: Literal["click", "fromto"] = "click"
+    """As env.chess.action_mode, for the mate-in-1 task."""
+    underpromotion: bool = False
+    """Ask for the promotion piece with an extra decision (off: always promote to a queen)."""
+    split: Literal["train", "test"] = "train"
+    """Positions to draw from: 'train', or the held-out 'test' set for evaluation."""
+
+    FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = ("action_mode", "underpromotion")

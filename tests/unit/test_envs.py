@@ -26,8 +26,9 @@ def test_bad_kwargs_are_an_env_error() -> None:
         envs.make("crafter", colour="blue")
 
 
-@pytest.mark.parametrize("env_id", [s.id for s in envs.specs()])
+@pytest.mark.parametrize("env_id", [s.id for s in envs.specs() if not s.needs_display])
 def test_registered_env_passes_the_gymnasium_checker(env_id) -> None:
+    """Envs that drive an X display are checked the same way under Xvfb in tests/integration."""
     env = envs.make(env_id)
     try:
         check_env(env, skip_render_check=True)
