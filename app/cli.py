@@ -275,9 +275,10 @@ def _cmd_envs() -> int:
 
     import envs
 
-    table = Table("id", "description", box=None)
+    table = Table("id", "description", "needs", box=None)
     for spec in envs.specs():
-        table.add_row(spec.id, spec.description)
+        shown = f"{spec.id}/<task> (e.g. {spec.id}/{spec.default_task})" if spec.is_family else spec.id
+        table.add_row(shown, spec.description, "X display" if spec.needs_display else "")
     output.print(table)
     return 0
 

@@ -17,7 +17,7 @@ import envs
 from app.config import Config
 from app.logs import output
 from app.rundir import RunDir
-from app.storage import add_episode, ensure_run, open_database, upgrade
+from app.storage import ensure_run, open_database, record_episode, upgrade
 from trainer import RandomAgent
 
 __all__ = ["evaluate"]
@@ -46,18 +46,15 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
             t0 = time.monotonic()
             obs, _ = env.reset(seed=10_000_000 + cfg.env.seed + i)  # eval seeds never meet training seeds
             policy_state = agent.initial_state()
-            score, length, done, info = 0.0, 0, False, {}
+            done, info = False, {}
             while not done:
                 action, policy_state = agent.policy(obs, policy_state)
-                obs, reward, terminated, truncated, info = env.step(action)
-                score += float(reward)
-                length += 1
+                obs, _, terminated, truncated, info = env.step(action)
                 done = terminated or truncated
-            episode = info.get("episode", {})
+            episode = info["episode"]
+            score, length = float(episode["return"]), int(episode["length"])
             with sessions.begin() as session:
-                add_episode(session, run_id, env_id=cfg.env.id, score=score, length=length, env_step=step,
-                            mode="eval", result=episode.get("result"), opponent=episode.get("opponent"),
-                            details={k: v for k, v in episode.items() if k not in ("length", "return", "result", "opponent")})
+                record_episode(session, run_id, env_id=cfg.env.id, episode=episode, env_step=step, mode="eval")
             scores.append(score)
             table.add_row(str(i + 1), f"{score:.2f}", str(length), episode.get("result") or "-")
             log.info("eval episode %d: score %.2f, length %d (%.1fs)", i + 1, score, length, time.monotonic() - t0)

@@ -26,7 +26,7 @@ from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.metrics import MetricsWriter
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
-from app.storage import add_episode, add_event, ensure_run, open_database, upgrade
+from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
 from app.supervisor import Supervisor
 from overlays import Layout, compose, fallback_frame
 from stream import Broadcaster, check_ffmpeg, output_for
@@ -195,7 +195,7 @@ class Runner:
                     self.live.last_action = names[int(action)] if names else str(action)
                     self.live.episode_score, self.live.episode_length = score, length
                 if terminated or truncated:
-                    self._episode_done(score, length, step, info)
+                    self._episode_done(step, info["episode"])
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
                     state = agent.initial_state()
                     score, length = 0.0, 0
@@ -211,9 +211,8 @@ class Runner:
         finally:
             env.close()
 
-    def _episode_done(self, score: float, length: int, step: int, info: dict[str, Any]) -> None:
-        episode = info.get("episode", {})
-        details = {k: v for k, v in episode.items() if k not in ("length", "return", "result", "opponent")}
+    def _episode_done(self, step: int, episode: dict[str, Any]) -> None:
+        score, length = float(episode["return"]), int(episode["length"])
         with self._lock:
             self.counters.episodes += 1
             self.live.recent_scores.append(score)
@@ -222,9 +221,7 @@ class Runner:
         self.metrics.write(step, {"episode/score": score, "episode/length": length})
         try:
             with self.sessions.begin() as session:
-                add_episode(session, self.run_id, env_id=self.cfg.env.id, score=score, length=length,
-                            env_step=step, result=episode.get("result"), opponent=episode.get("opponent"),
-                            details=details)
+                record_episode(session, self.run_id, env_id=self.cfg.env.id, episode=episode, env_step=step)
         except Exception:
             # The metrics row above already holds the result; a failing database must not stop play.
             log.exception("could not store episode %d in the database", self.counters.episodes)

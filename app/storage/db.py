@@ -20,8 +20,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.errors import StorageError
 from app.storage.models import Episode, Event, Run
 
-__all__ = ["add_episode", "add_event", "current_revision", "ensure_run", "head_revision", "open_database",
-           "recent_episodes", "recent_events", "upgrade"]
+__all__ = [
+    "add_episode",
+    "add_event",
+    "current_revision",
+    "ensure_run",
+    "head_revision",
+    "open_database",
+    "recent_episodes",
+    "recent_events",
+    "record_episode",
+    "upgrade",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,15 @@ def add_episode(session: Session, run_id: int, *, env_id: str, score: float, len
                  opponent=opponent, result=result, details=details or {})
     session.add(ep)
     return ep
+
+
+def record_episode(session: Session, run_id: int, *, env_id: str, episode: dict[str, Any], env_step: int,
+                   mode: str = "train") -> Episode:
+    """Store an env's end-of-episode report (`info['episode']`: length, return, result, opponent, extras)."""
+    known = ("length", "return", "result", "opponent")
+    return add_episode(session, run_id, env_id=env_id, score=float(episode["return"]), length=int(episode["length"]),
+                       env_step=env_step, mode=mode, result=episode.get("result"), opponent=episode.get("opponent"),
+                       details={k: v for k, v in episode.items() if k not in known})
 
 
 def add_event(session: Session, run_id: int, kind: str, message: str = "", env_step: int = 0) -> Event:

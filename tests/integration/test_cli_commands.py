@@ -8,9 +8,12 @@ import subprocess
 
 import pytest
 
+from app.config import load_blocks
 from tests.conftest import DREAMSTREAM
 
 pytestmark = pytest.mark.integration
+
+BLOCK_NAMES = ", ".join(sorted(n for n in load_blocks() if n != "defaults"))
 
 
 def run(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
@@ -19,7 +22,7 @@ def run(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("args", "line"), [
     pytest.param(["train", "--configs", "nonsense"],
-                 "ConfigError: unknown config block 'nonsense'; valid blocks: crafter, tiny, twitch", id="block"),
+                 "ConfigError: unknown config block 'nonsense'; valid blocks: " + BLOCK_NAMES, id="block"),
     pytest.param(["run", "--trainer.batchsize", "3"],
                  "ConfigError: unknown key 'trainer.batchsize' (did you mean 'trainer.batch_size'?)", id="key"),
 ])

@@ -6,11 +6,14 @@ import pytest
 
 from app import __version__
 from app.cli import main
+from app.config import load_blocks
+
+BLOCK_NAMES = ", ".join(sorted(n for n in load_blocks() if n != "defaults"))
 
 
 @pytest.mark.parametrize(("argv", "line"), [
     pytest.param(["train", "--configs", "nonsense"],
-                 "ConfigError: unknown config block 'nonsense'; valid blocks: crafter, tiny, twitch", id="block"),
+                 "ConfigError: unknown config block 'nonsense'; valid blocks: " + BLOCK_NAMES, id="block"),
     pytest.param(["run", "--trainer.batchsize", "3"],
                  "ConfigError: unknown key 'trainer.batchsize' (did you mean 'trainer.batch_size'?)", id="key"),
     pytest.param(["run", "--stream.fps", "0"], "ConfigError: stream.fps = 0: must be between 1 and 120",
