@@ -1,0 +1,93 @@
+"""Replay: contiguous sequences, online queue first, ring eviction, chunks on disk survive a restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.replay import Replay, step_spec
+
+SPEC = step_spec((4, 4, 3))
+
+
+def step(i: int, first: bool = False) -> dict:
+    return {"image": np.full((4, 4, 3), i % 256, np.uint8), "action": np.int32(i % 7), "reward": np.float32(i),
+            "is_first": first, "is_last": False, "is_terminal": False}
+
+
+def fill(replay: Replay, n: int, start: int = 0, stream: int = 0) -> None:
+    for i in range(start, start + n):
+        replay.add(step(i, first=i == start), stream)
+
+
+def test_sequences_are_contiguous_and_shaped() -> None:
+    replay = Replay(SPEC, capacity=400, length=8, chunk_steps=16)
+    fill(replay, 100)
+    batch = replay.sample(5)
+    assert batch["image"].shape == (5, 8, 4, 4, 3) and batch["image"].dtype == np.uint8
+    assert batch["action"].shape == (5, 8) and batch["reward"].dtype == np.float32
+    for rewards in batch["reward"]:
+        assert np.array_equal(np.diff(rewards), np.ones(7))
+
+
+def test_online_queue_serves_every_new_sequence_once_first() -> None:
+    replay = Replay(SPEC, capacity=400, length=8, chunk_steps=16, seed=1)
+    fill(replay, 24)  # three complete non-overlapping sequences: starts 0, 8, 16
+    first = replay.sample(2)["reward"][:, 0]
+    second = replay.sample(2)["reward"][:, 0]
+    assert list(first) == [0, 8] and second[0] == 16  # then uniform draws fill the batch
+
+
+def test_ring_evicts_the_oldest_steps() -> None:
+    replay = Replay(SPEC, capacity=40, length=8, chunk_steps=16)
+    fill(replay, 100)
+    starts = replay.sample(64)["reward"][:, 0]
+    assert replay.size == 40 and starts.min() >= 60 and starts.max() <= 92
+
+
+def test_chunks_restore_after_a_restart(tmp_path) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    fill(replay, 50)
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 3  # 48 steps in full chunks; 2 pending
+    replay.close()
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 4
+    again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 50 and again.size == 50
+    fill(again, 10, start=50)
+    batch = again.sample(200)
+    assert batch["reward"].min() == 0 and batch["reward"].max() == 59
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_load_keeps_the_newest_chunks_within_capacity(tmp_path) -> None:
+    replay = Replay(SPEC, capacity=200, length=8, directory=tmp_path, chunk_steps=16)
+    fill(replay, 160)
+    again = Replay(SPEC, capacity=40, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32  # two newest 16-step chunks fit in 40
+    assert again.sample(50)["reward"].min() >= 128
+
+
+def test_damaged_chunk_is_skipped_and_the_gap_starts_a_new_sequence(tmp_path, caplog) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    fill(replay, 48)
+    damaged = sorted(tmp_path.glob("chunk-*.npz"))[1]
+    damaged.write_bytes(b"torn")
+    again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32
+    assert "skipping damaged replay chunk" in caplog.text
+    stream = again._streams[0]
+    window = stream.window(32, 16)
+    assert window["is_first"][0] and window["reward"][0] == 32
+
+
+def test_too_small_capacity_is_refused() -> None:
+    with pytest.raises(ValueError, match="replay capacity 20 is too small"):
+        Replay(SPEC, capacity=20, length=8, chunk_steps=16)
+
+
+def test_streams_never_mix_within_a_sequence() -> None:
+    replay = Replay(SPEC, capacity=400, length=8, streams=2, chunk_steps=16)
+    fill(replay, 50, start=0, stream=0)
+    fill(replay, 50, start=1000, stream=1)
+    for rewards in replay.sample(100)["reward"]:
+        assert np.array_equal(np.diff(rewards), np.ones(7))

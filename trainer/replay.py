@@ -1,0 +1,228 @@
+"""Replay: uint8 frames and transitions in a RAM ring per actor stream, persisted in fixed-size chunks.
+
+Each stream (one actor's env) appends steps in order. Sampling returns B sequences of T consecutive
+steps from one stream (they may cross episode boundaries; `is_first` marks where the world model must
+reset). Every newly completed, non-overlapping sequence enters an online queue and is sampled before
+any uniform draw, so fresh experience is always trained on at least once.
+
+Completed chunks of `chunk_steps` steps are written as .npz files (temp name, then rename) under the
+run dir; at start-up the newest chunks are loaded back up to the RAM capacity. A kill -9 loses at
+most the unwritten part of the current chunk; `close()` writes that part too.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Replay", "Step", "step_spec"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Field names, shapes and dtypes of one stored step."""
+
+    image_shape: tuple[int, int, int]
+    action_shape: tuple[int, ...]
+    action_dtype: str
+
+    def fields(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {
+            "image": (self.image_shape, np.dtype(np.uint8)),
+            "action": (self.action_shape, np.dtype(self.action_dtype)),
+            "reward": ((), np.dtype(np.float32)),
+            "is_first": ((), np.dtype(bool)),
+            "is_last": ((), np.dtype(bool)),
+            "is_terminal": ((), np.dtype(bool)),
+        }
+
+    def nbytes(self) -> int:
+        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.fields().values())
+
+
+def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] = (), action_dtype: str = "int32") -> Step:
+    return Step(tuple(image_shape), tuple(action_shape), action_dtype)
+
+
+class _Stream:
+    """One actor's ring buffer. `count` numbers the steps ever appended; the newest `size` are in RAM."""
+
+    def __init__(self, spec: Step, capacity: int) -> None:
+        self.capacity = capacity
+        self.data = {k: np.zeros((capacity, *shape), dtype) for k, (shape, dtype) in spec.fields().items()}
+        self.count = 0
+        self.size = 0
+
+    def append(self, step: dict[str, np.ndarray]) -> None:
+        i = self.count % self.capacity
+        for key, array in self.data.items():
+            array[i] = step[key]
+        self.count += 1
+        self.size = min(self.size + 1, self.capacity)
+
+    def extend(self, start: int, steps: dict[str, np.ndarray]) -> None:
+        """Append a block of steps numbered from `start`; a gap before it starts a new sequence (is_first)."""
+        n = len(steps["reward"])
+        if start != self.count:
+            steps = {**steps, "is_first": steps["is_first"].copy()}
+            steps["is_first"][0] = True
+            self.count, self.size = start, 0
+        idx = np.arange(self.count, self.count + n) % self.capacity
+        for key, array in self.data.items():
+            array[idx] = steps[key]
+        self.count += n
+        self.size = min(self.size + n, self.capacity)
+
+    def window(self, start: int, length: int) -> dict[str, np.ndarray]:
+        """Return steps [start, start + length) by their global index (all must still be in RAM)."""
+        idx = np.arange(start, start + length) % self.capacity
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+class Replay:
+    """Sequence replay over several streams with an online queue and on-disk chunks."""
+
+    def __init__(self, spec: Step, *, capacity: int, length: int, streams: int = 1, directory: Path | None = None,
+                 chunk_steps: int = 1024, seed: int = 0) -> None:
+        if capacity // streams < length + chunk_steps:
+            raise ValueError(f"replay capacity {capacity} is too small for {streams} streams of sequences of "
+                             f"{length} steps with {chunk_steps}-step chunks")
+        self.spec, self.length, self.chunk_steps = spec, length, chunk_steps
+        self.directory = directory
+        self._streams = [_Stream(spec, capacity // streams) for _ in range(streams)]
+        self._online: collections.deque[tuple[int, int]] = collections.deque()
+        self._next_online = [0] * streams
+        self._saved_upto = [0] * streams
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self.inserted = 0
+        self.sampled_sequences = 0
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def add(self, step: dict[str, np.ndarray], stream: int = 0) -> None:
+        """Append one step (keys: image, action, reward, is_first, is_last, is_terminal) to `stream`."""
+        s = self._streams[stream]
+        with self._lock:
+            s.append(step)
+            self.inserted += 1
+            # A new non-overlapping sequence is complete: queue it for the online selector.
+            while s.count - self._next_online[stream] >= self.length:
+                self._online.append((stream, self._next_online[stream]))
+                self._next_online[stream] += self.length
+            chunk = None
+            if self.directory is not None and s.count - self._saved_upto[stream] >= self.chunk_steps:
+                start = self._saved_upto[stream]
+                chunk = (start, s.window(start, self.chunk_steps))
+                self._saved_upto[stream] += self.chunk_steps
+        if chunk is not None:
+            self._write_chunk(stream, *chunk)
+
+    def _write_chunk(self, stream: int, start: int, data: dict[str, np.ndarray]) -> None:
+        assert self.directory is not None
+        n = len(data["reward"])
+        name = f"chunk-{stream:02d}-{start:012d}-{n:06d}.npz"
+        tmp = self.directory / f".{name}.tmp"
+        with tmp.open("wb") as fh:
+            np.savez(fh, **data)
+        tmp.replace(self.directory / name)
+
+    def close(self) -> None:
+        """Write the steps not yet in a chunk file, so a clean stop loses nothing."""
+        if self.directory is None:
+            return
+        with self._lock:
+            pending = []
+            for i, s in enumerate(self._streams):
+                start = self._saved_upto[i]
+                if s.count > start:
+                    pending.append((i, start, s.window(start, s.count - start)))
+                    self._saved_upto[i] = s.count
+        for stream, start, data in pending:
+            self._write_chunk(stream, start, data)
+
+    def load(self) -> int:
+        """Load the newest chunks from disk back into RAM (up to capacity per stream); return steps loaded."""
+        if self.directory is None:
+            return 0
+        t0 = time.monotonic()
+        loaded = 0
+        by_stream: dict[int, list[tuple[int, Path]]] = collections.defaultdict(list)
+        for path in self.directory.glob("chunk-*.npz"):
+            try:
+                _, stream, start, _n = path.stem.split("-")
+                by_stream[int(stream)].append((int(start), path))
+            except ValueError:
+                log.warning("ignoring unexpected replay file %s", path.name)
+        for stream, chunks in by_stream.items():
+            if stream >= len(self._streams):
+                log.warning("replay has chunks of stream %d but only %d streams are configured; skipping them",
+                            stream, len(self._streams))
+                continue
+            s = self._streams[stream]
+            keep, total = [], 0
+            for start, path in sorted(chunks, reverse=True):
+                n = int(path.stem.split("-")[3])
+                if total + n > s.capacity:
+                    break
+                keep.append((start, path))
+                total += n
+            for start, path in sorted(keep):
+                try:
+                    with np.load(path) as data:
+                        arrays = {k: data[k] for k in s.data}
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("skipping damaged replay chunk %s: %s", path.name, exc)
+                    continue
+                s.extend(start, arrays)  # step numbering continues where the newest chunk ends
+                loaded += len(arrays["reward"])
+            self._saved_upto[stream] = s.count
+            self._next_online[stream] = s.count  # loaded data was trained on before: not queued again
+        self.inserted = loaded
+        if loaded:
+            log.info("loaded %d replay steps from %s in %.1fs", loaded, self.directory, time.monotonic() - t0)
+        return loaded
+
+    # -- sampling -----------------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self._streams)
+
+    def can_sample(self) -> bool:
+        return any(s.size >= self.length for s in self._streams)
+
+    def sample(self, batch: int) -> dict[str, np.ndarray]:
+        """Return a batch of sequences: each key has shape [batch, length, ...]."""
+        with self._lock:
+            starts = []
+            while self._online and len(starts) < batch:
+                stream, start = self._online.popleft()
+                if start >= self._streams[stream].count - self._streams[stream].size:  # not yet overwritten
+                    starts.append((stream, start))
+            eligible = [i for i, s in enumerate(self._streams) if s.size >= self.length]
+            if not eligible:
+                raise RuntimeError("replay holds no complete sequence yet")
+            weights = np.array([self._streams[i].size - self.length + 1 for i in eligible], float)
+            # (a stream's `size` newest steps are valid; a sequence must lie inside them)
+            while len(starts) < batch:
+                stream = eligible[self._rng.choice(len(eligible), p=weights / weights.sum())]
+                s = self._streams[stream]
+                oldest = s.count - s.size
+                starts.append((stream, int(self._rng.integers(oldest, s.count - self.length + 1))))
+            seqs = [self._streams[i].window(start, self.length) for i, start in starts]
+            self.sampled_sequences += batch
+        return {k: np.stack([seq[k] for seq in seqs]) for k in seqs[0]}
+
+    def ram_bytes(self) -> int:
+        return sum(a.nbytes for s in self._streams for a in s.data.values())
