@@ -182,7 +182,7 @@ class Runner:
             state = agent.initial_state()
             score, length = 0.0, 0
             next_t = time.monotonic()
-            names = getattr(env, "action_names", None)
+            names = getattr(env.unwrapped, "action_names", None)
             while not stop.is_set():
                 action, state = agent.policy(obs, state)
                 obs, reward, terminated, truncated, info = env.step(action)
