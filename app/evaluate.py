@@ -1,7 +1,7 @@
 """`dreamstream eval`: play evaluation episodes with the run's agent and store them as eval matches.
 
-PLACEHOLDER agent: until DreamerV3 lands (issue 4) the evaluated policy is the random agent, so the
-figures printed are the random baseline of the game. The storage and report paths are the real ones.
+The agent is restored from the run's newest good checkpoint (a run without one plays the freshly
+initialised agent, and says so); `--configs` with `trainer.agent: random` gives the random baseline.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from app.config import Config
 from app.logs import output
 from app.rundir import RunDir
 from app.storage import ensure_run, open_database, record_episode, upgrade
-from trainer import RandomAgent
+from app.training import load_policy
 
 __all__ = ["evaluate"]
 
@@ -34,7 +34,14 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
     engine, sessions = open_database(rundir.database_path(cfg.storage.database))
     upgrade(engine)
     env = envs.make_from_config(cfg.env)
-    agent = RandomAgent(env.action_space, seed=cfg.trainer.seed + 1_000_003)
+    agent, checkpoint = load_policy(cfg, env.observation_space, env.action_space, rundir.root)
+    if cfg.trainer.agent == "random":
+        who = "the random baseline"
+    elif checkpoint is None:
+        who = "an untrained DreamerV3 agent (this run has no checkpoint yet)"
+    else:
+        who = f"DreamerV3 from checkpoint {checkpoint}"
+    log.info("evaluating %s on %s", who, cfg.env.id)
     state = rundir.read_state()
     step = int(state.get("env_step", 0))
     table = Table("episode", "score", "length", "result", title=f"eval of {rundir.root.name} on {cfg.env.id}")
@@ -45,12 +52,11 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
         for i in range(episodes):
             t0 = time.monotonic()
             obs, _ = env.reset(seed=10_000_000 + cfg.env.seed + i)  # eval seeds never meet training seeds
-            policy_state = agent.initial_state()
-            done, info = False, {}
+            policy_state, is_first, done, info = None, True, False, {}
             while not done:
-                action, policy_state = agent.policy(obs, policy_state)
+                action, policy_state = agent.policy(obs, policy_state, is_first)
                 obs, _, terminated, truncated, info = env.step(action)
-                done = terminated or truncated
+                is_first, done = False, terminated or truncated
             episode = info["episode"]
             score, length = float(episode["return"]), int(episode["length"])
             with sessions.begin() as session:
@@ -64,6 +70,5 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
     mean = statistics.fmean(scores)
     sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
     output.print(table)
-    output.print(f"mean score {mean:.2f} ± {sem:.2f} (s.e.m.) over {len(scores)} episodes"
-                  f"{' - PLACEHOLDER random agent' if cfg.trainer.agent == 'random' else ''}")
+    output.print(f"mean score {mean:.2f} ± {sem:.2f} (s.e.m.) over {len(scores)} episodes of {who}")
     return 0

@@ -1,10 +1,9 @@
-"""The orchestrator: wires env, agent, overlay, stream, dashboard, storage and scheduler, and supervises them.
+"""The orchestrator: wires env, agent, learner, overlay, stream, dashboard, storage and scheduler, and
+supervises them.
 
-Frames flow actor -> compositor (overlays.compose) -> Broadcaster.offer -> ffmpeg; counters flow to the
-dashboard, the overlay and the metrics store. Every long-running part is a supervised component, so a
-crash in one is logged and restarted while the rest goes on.
-
-PLACEHOLDER: the agent is `trainer.RandomAgent` and no learner runs until DreamerV3 lands (issue 4).
+Frames flow actor -> compositor (overlays.compose) -> Broadcaster.offer -> ffmpeg; experience flows actor
+-> replay -> learner; counters flow to the dashboard, the overlay and the metrics store. Every long-running
+part is a supervised component, so a crash in one is logged and restarted while the rest goes on.
 """
 
 from __future__ import annotations
@@ -28,9 +27,9 @@ from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
 from app.supervisor import Supervisor
+from app.training import Training
 from overlays import Layout, compose, fallback_frame
 from stream import Broadcaster, check_ffmpeg, output_for
-from trainer import RandomAgent
 
 __all__ = ["Counters", "Runner"]
 
@@ -91,6 +90,8 @@ class Runner:
         self._engine = None
         self.run_id: int | None = None
         self.metrics: MetricsWriter | None = None
+        self.training: Training | None = None
+        self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
 
@@ -103,14 +104,25 @@ class Runner:
             self.stop_event.set()
 
     def run(self, on_tick=None) -> int:
-        """Start every component, wait until a stop is requested, shut down cleanly; return 0."""
+        """Start every component, wait until a stop is requested, shut down cleanly; return 0.
+
+        The stream and dashboard start first, so viewers and the operator see "compiling" while the
+        agent is restored and compiled; then the actor and the learner start.
+        """
         scheduler = None
         try:
             self._open()
-            scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler,
-                                                     save_state=self.save_state, report_status=self.report_status))
-            scheduler.start()
             self.supervisor.start()
+            self.notice = "restoring and compiling the agent..." if self.cfg.trainer.agent != "random" else ""
+            self.training.open()
+            self.notice = ""
+            self.supervisor.add("actor", self._act)
+            if self.training.is_learning:
+                self.supervisor.add("learner", lambda stop: self.training.learn(stop, self._on_train_metrics))
+            self.supervisor.start()
+            scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler, save_state=self.save_state,
+                                                     report_status=self.report_status, checkpoint=self.checkpoint))
+            scheduler.start()
             self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
             while not self.stop_event.wait(0.25):
@@ -122,7 +134,9 @@ class Runner:
             self.request_stop(self.stop_reason or "shutdown")
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
-            self.supervisor.join(timeout_s=15.0)
+            self.supervisor.join(timeout_s=60.0)  # an update in flight may take seconds on a CPU
+            if self.training is not None:
+                self.training.close()
             if self.broadcaster is not None:
                 self.broadcaster.close()
             if self.dashboard is not None:
@@ -139,15 +153,17 @@ class Runner:
         return 0
 
     def _open(self) -> None:
+        """Open storage, the dashboard and the stream, and build (not yet compile) the agent."""
         cfg = self.cfg
         self.counters.sessions += 1
         self._engine, self.sessions = open_database(self.rundir.database_path(cfg.storage.database))
         upgrade(self._engine)
         with self.sessions.begin() as session:
-            self.run_id = ensure_run(session, self.rundir.root.name, cfg.env.id, self._agent_name()).id
+            self.run_id = ensure_run(session, self.rundir.root.name, cfg.env.id, cfg.trainer.agent).id
         self.metrics = MetricsWriter(self.rundir.metrics_dir, tensorboard=cfg.storage.metrics_tensorboard)
-        envs.spec(cfg.env.id)  # unknown ids fail now, not inside the actor thread
-        self.supervisor.add("actor", self._act)
+        probe = envs.make_from_config(cfg.env)  # unknown ids and bad options fail now, not in the actor
+        obs_space, action_space = probe.observation_space, probe.action_space
+        probe.close()
         if self._with_stream:
             check_ffmpeg(cfg.stream.ffmpeg_path)
         if self._with_dashboard:
@@ -162,30 +178,32 @@ class Runner:
                                            recordings_dir=self.rundir.recordings_dir)
             self.broadcaster.start()
             self.supervisor.add("compositor", self._compose_loop)
+        self.training = Training(cfg, obs_space, action_space, run_root=self.rundir.root,
+                                 env_steps=lambda: self.counters.env_step)
         log.info("run %s: %s on %s, session %d, env step %d, logdir %s", self.run_name, self._agent_name(),
                  cfg.env.id, self.counters.sessions, self.counters.env_step, self.rundir.root)
 
     def _agent_name(self) -> str:
-        return f"{self.cfg.trainer.agent} (placeholder)" if self.cfg.trainer.agent == "random" else \
-            self.cfg.trainer.agent
+        return "random (baseline)" if self.cfg.trainer.agent == "random" else "DreamerV3"
 
     # -- actor --------------------------------------------------------------------------------------------
 
     def _act(self, stop: threading.Event) -> None:
-        """Play the env with the agent until `stop`; one env per (re)start of this component."""
-        cfg = self.cfg
+        """Play the env with the agent until `stop`, feeding replay; one env per (re)start of this component."""
+        cfg, training = self.cfg, self.training
         env = envs.make_from_config(cfg.env)
         try:
-            agent = RandomAgent(env.action_space, seed=cfg.trainer.seed + self.counters.episodes)
-            period = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
+            cap_s = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
             obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
-            state = agent.initial_state()
+            state, reward, is_first = None, 0.0, True
             score, length = 0.0, 0
             next_t = time.monotonic()
             names = getattr(env.unwrapped, "action_names", None)
             while not stop.is_set():
-                action, state = agent.policy(obs, state)
+                action, state = training.policy(obs, state, is_first)
+                training.record(obs, action, reward, is_first=is_first, is_last=False, is_terminal=False)
                 obs, reward, terminated, truncated, info = env.step(action)
+                is_first = False
                 score += float(reward)
                 length += 1
                 with self._lock:
@@ -195,13 +213,15 @@ class Runner:
                     self.live.last_action = names[int(action)] if names else str(action)
                     self.live.episode_score, self.live.episode_length = score, length
                 if terminated or truncated:
+                    training.record(obs, None, reward, is_first=False, is_last=True, is_terminal=terminated)
                     self._episode_done(step, info["episode"])
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
-                    state = agent.initial_state()
+                    state, reward, is_first = None, 0.0, True
                     score, length = 0.0, 0
                 if cfg.run.steps and step >= cfg.run.steps:
                     self.request_stop(f"run.steps = {cfg.run.steps} reached")
                     break
+                period = max(cap_s, training.pace_s())
                 if period:
                     next_t += period
                     now = time.monotonic()
@@ -210,6 +230,19 @@ class Runner:
                     stop.wait(max(0.0, next_t - now))
         finally:
             env.close()
+
+    def _on_train_metrics(self, updates: int, metrics: dict[str, float]) -> None:
+        with self._lock:
+            self.counters.updates = updates
+            step = self.counters.env_step
+        assert self.metrics is not None
+        self.metrics.write(step, metrics)
+
+    def checkpoint(self) -> None:
+        """Save the agent, ranked by the mean score of the last 100 episodes (a scheduler job)."""
+        with self._lock:
+            recent = list(self.live.recent_scores)
+        self.training.checkpoint(float(np.mean(recent)) if recent else None)
 
     def _episode_done(self, step: int, episode: dict[str, Any]) -> None:
         score, length = float(episode["return"]), int(episode["length"])
@@ -245,7 +278,13 @@ class Runner:
                 "last action": live.last_action or None,
                 "uptime": _duration(time.monotonic() - self._started_at),
             }
-        if frame_age is not None and frame_age > STALE_FRAME_S:
+        training = self.training.status() if self.training is not None else {}
+        if "updates" in training:
+            values.update({"updates": training["updates"], "train ratio": training["train_ratio"],
+                           "s / update": training["s_per_update"], "checkpoint": training["checkpoint"]})
+        if self.notice:
+            values["notice"] = self.notice
+        elif frame_age is not None and frame_age > STALE_FRAME_S:
             values["notice"] = "agent restarting - be right back"
         return values
 
@@ -294,6 +333,8 @@ class Runner:
             "counters": counters,
             "components": self.supervisor.status(),
             "stream": self.broadcaster.health() if self.broadcaster is not None else {},
+            "training": self.training.status() if self.training is not None else {},
+            "notice": self.notice,
             "stopping": self.stop_event.is_set(),
         }
 
@@ -321,7 +362,11 @@ class Runner:
         if self.metrics is not None:
             self.metrics.write(step, row)
         stream_text = f", stream {health['state']}" if health is not None else ""
-        log.info("env step %d, %d episodes, %.1f env steps/s%s", step, episodes, self._fps["env"], stream_text)
+        train = self.training.status() if self.training is not None else {}
+        train_text = (f", {train['updates']} updates ({train['learner']}, ratio {train['train_ratio']}, "
+                      f"{train['s_per_update']} s/update)") if "updates" in train else ""
+        log.info("env step %d, %d episodes, %.1f env steps/s%s%s", step, episodes, self._fps["env"], train_text,
+                 stream_text)
 
     def _record_event(self, kind: str, message: str = "") -> None:
         if self.sessions is None or self.run_id is None:

@@ -1,7 +1,7 @@
 """Periodic jobs, declared in one place from config and run by APScheduler.
 
 Each job has an explicit id, `max_instances=1` and `coalesce=True`, and is a thin call into a function
-that has its own tests. Checkpoint, eval and rollback jobs join here with their issues.
+that has its own tests. Eval and rollback jobs join here with their issues.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ class Job:
 
 
 def declare_jobs(run: RunConfig, sched: SchedulerConfig, *, save_state: Callable[[], None],
-                 report_status: Callable[[], None]) -> list[Job]:
+                 report_status: Callable[[], None], checkpoint: Callable[[], None]) -> list[Job]:
     """Return every periodic job of the app with its interval from config."""
     return [
         Job("save_state", save_state, sched.save_interval_s),
         Job("report_status", report_status, run.status_interval_s),
+        Job("checkpoint", checkpoint, sched.checkpoint_interval_min * 60),
     ]
 
 

@@ -20,6 +20,10 @@ class RunConfig:
     """Stop after this many env steps in total, counting earlier sessions (0 runs until stopped)."""
     duration_s: Annotated[float, Interval(ge=0)] = 0.0
     """Stop this session after so many seconds (0 runs until stopped)."""
+    train_ratio: Annotated[float, Interval(gt=0, le=100_000)] = 32.0
+    """Replayed steps per env step that the learner keeps (it waits when ahead; the actor never waits)."""
+    pace_to_learner: bool = True
+    """Slow the actor (never pause it) to the env-step rate at which the learner keeps train_ratio."""
     max_env_fps: Annotated[float, Interval(ge=0, le=100_000)] = 30.0
     """Cap on env steps per second in `run`, so viewers can follow the game (0: no cap; `train` has none)."""
     status_interval_s: Annotated[float, Interval(gt=0, le=3600)] = 10.0
@@ -72,7 +76,11 @@ class ChatConfig:
 @dataclass(frozen=True, kw_only=True)
 class SchedulerConfig:
     save_interval_s: Annotated[float, Interval(ge=1, le=86_400)] = 30.0
-    """Seconds between saves of the run state (counters); checkpoints join with the trainer."""
+    """Seconds between saves of the run state (counters)."""
+    checkpoint_interval_min: Annotated[float, Interval(gt=0, le=10_080)] = 15.0
+    """Minutes between checkpoints of the agent (one is also written at every clean stop)."""
+    keep_checkpoints: Annotated[int, Interval(ge=1, le=1000)] = 3
+    """Newest checkpoints kept on disk (the best one by score is kept besides)."""
 
 
 @dataclass(frozen=True, kw_only=True)

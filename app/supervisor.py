@@ -46,9 +46,12 @@ class Supervisor:
         self._components[name] = Component(name=name, target=target, backoff_max_s=backoff_max_s)
 
     def start(self) -> None:
+        """Start every component not yet started (components may be added and started in stages)."""
         for comp in self._components.values():
-            comp.thread = threading.Thread(target=self._keep_running, args=(comp,), name=comp.name, daemon=True)
-            comp.thread.start()
+            if comp.thread is None:
+                comp.thread = threading.Thread(target=self._keep_running, args=(comp,), name=comp.name,
+                                               daemon=True)
+                comp.thread.start()
 
     def _keep_running(self, comp: Component) -> None:
         backoff_s = 1.0

@@ -1,6 +1,8 @@
-"""DreamerV3 as pure JAX functions (issue 4). Until then the app plays the PLACEHOLDER `RandomAgent`.
+"""DreamerV3 (Hafner et al. 2023/2025) as pure JAX functions: networks, losses, one jitted train step,
+replay, checkpoints, and the learner loop; plus a random agent as a baseline.
 
-Nothing here touches the stream, the dashboard or the database; values cross out as plain data.
+Nothing here touches the stream, the dashboard or the database; values cross out as plain data. Heavy
+modules (jax, flax, orbax) are imported by `trainer.agent` and friends, not by this package.
 """
 
 from trainer.config import TrainerConfig

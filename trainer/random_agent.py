@@ -1,6 +1,5 @@
-"""PLACEHOLDER agent: uniform random actions, standing in for DreamerV3 until the trainer issue lands.
-
-It already has the public shape the app relies on: `initial_state()` and `policy(obs, state)`.
+"""The random agent: uniform random legal actions. A baseline for evaluations (`trainer.agent: random`);
+it has the same acting interface as DreamerV3: `initial_state()` and `policy(obs, state, is_first)`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ __all__ = ["RandomAgent"]
 class RandomAgent:
     """Picks uniformly among the legal actions (those with `action_mask` True when the obs has one)."""
 
-    is_placeholder = True
 
     def __init__(self, action_space: gym.Space, seed: int = 0) -> None:
         self.action_space = action_space
@@ -25,7 +23,7 @@ class RandomAgent:
     def initial_state(self) -> None:
         return None
 
-    def policy(self, obs: dict[str, np.ndarray], state: Any) -> tuple[Any, Any]:
+    def policy(self, obs: dict[str, np.ndarray], state: Any, is_first: bool = False) -> tuple[Any, Any]:
         """Return (action, state) for one observation."""
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):

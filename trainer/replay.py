@@ -48,7 +48,9 @@ class Step:
         return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.fields().values())
 
 
-def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] = (), action_dtype: str = "int32") -> Step:
+def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] = (),
+              action_dtype: str = "int32") -> Step:
+    """Return the layout of a step: an image, an action (index or vector), reward and episode flags."""
     return Step(tuple(image_shape), tuple(action_shape), action_dtype)
 
 

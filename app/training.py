@@ -1,0 +1,198 @@
+"""The training system as the app runs it: the agent, its replay on disk, the learner loop, checkpoints.
+
+Acting and learning are decoupled: the actor calls `policy` (which reads the latest parameters) and
+`record` (which appends to replay) and never waits on an update; the learner is its own supervised
+component. With `run.pace_to_learner` the actor is slowed, never paused, to the env-step rate at which
+the learner keeps `run.train_ratio`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from app.config import Config
+from trainer import RandomAgent
+from trainer.errors import TrainerError
+
+__all__ = ["Training", "enable_compile_cache", "load_policy"]
+
+log = logging.getLogger(__name__)
+
+
+def enable_compile_cache(directory: Path) -> None:
+    """Keep XLA's compiled programs on disk, so a resumed run does not pay the compile again."""
+    import jax
+
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def load_policy(cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space,
+                run_root: Path) -> tuple[Any, int | None]:
+    """Return (agent, checkpoint step) for acting only: the newest good checkpoint, or a fresh agent (None)."""
+    if cfg.trainer.agent == "random":
+        return RandomAgent(action_space, seed=cfg.trainer.seed + 1_000_003), None
+    from trainer.agent import DreamerAgent
+    from trainer.checkpoint import Checkpointer
+
+    enable_compile_cache(run_root / "compile_cache")
+    agent = DreamerAgent(cfg.trainer, obs_space, action_space)
+    checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints)
+    try:
+        restored = checkpointer.restore(agent.state, {"updates": 0, "env_step": 0})
+    finally:
+        checkpointer.close()
+    if restored is None:
+        return agent, None
+    step, state, _ = restored
+    agent.state, agent.params = state, state.params
+    return agent, step
+
+
+class Training:
+    """Agent + replay + learner + checkpoints for one run; the random agent has none of the last three."""
+
+    def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space, *, run_root: Path,
+                 env_steps: Callable[[], int]) -> None:
+        self.cfg = cfg
+        self.action_space = action_space
+        self.env_steps = env_steps
+        self.compile_s = 0.0
+        self.learner = None
+        self.replay = None
+        self.checkpointer = None
+        self.checkpoint_step: int | None = None
+        self.checkpoint_at: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self._update_s_ema: float | None = None
+        self._save_lock = threading.Lock()
+        if cfg.trainer.agent == "random":
+            self.agent: Any = RandomAgent(action_space, seed=cfg.trainer.seed)
+            return
+        from trainer.agent import DreamerAgent
+        from trainer.checkpoint import Checkpointer
+        from trainer.learner import Learner
+        from trainer.replay import Replay, step_spec
+
+        enable_compile_cache(run_root / "compile_cache")
+        self.agent = DreamerAgent(cfg.trainer, obs_space, action_space)
+        t = cfg.trainer
+        act = self.agent.act_space
+        spec = step_spec(self.agent.image_shape, () if act.discrete else (act.n,),
+                         "int32" if act.discrete else "float32")
+        self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length, directory=run_root / "replay",
+                             chunk_steps=t.replay_chunk, seed=t.seed)
+        self.checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints,
+                                         keep_best=1, best_metric="score")
+        self.learner = Learner(self.agent, self.replay, train_ratio=cfg.run.train_ratio, env_steps=env_steps)
+
+    @property
+    def is_learning(self) -> bool:
+        return self.learner is not None
+
+    # -- start and stop -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Restore the newest good checkpoint and the replay, then compile (slow: tens of seconds on CPU)."""
+        if not self.is_learning:
+            return
+        restored = self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0})
+        if restored is not None:
+            step, state, meta = restored
+            self.agent.state, self.agent.params = state, state.params
+            self.learner.updates = int(meta["updates"])
+            self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
+        self.replay.load()
+        t = self.cfg.trainer
+        self.compile_s = self.agent.compile(t.batch_size, t.batch_length)
+        log.info("compiled the train and policy steps in %.1fs (cached for the next start in compile_cache/)",
+                 self.compile_s)
+
+    def close(self) -> None:
+        if not self.is_learning:
+            return
+        self.replay.close()
+        self.checkpoint()
+        self.checkpointer.close()
+
+    # -- acting -------------------------------------------------------------------------------------------
+
+    def policy(self, obs: dict[str, np.ndarray], state: Any, is_first: bool) -> tuple[Any, Any]:
+        return self.agent.policy(obs, state, is_first)
+
+    def record(self, obs: dict[str, np.ndarray], action: Any, reward: float, *, is_first: bool, is_last: bool,
+               is_terminal: bool) -> None:
+        """Append one step to replay: the observation, the action taken after it (zero at the last step)."""
+        if not self.is_learning:
+            return
+        stored = self.agent.env_action_to_stored(action) if action is not None else \
+            np.zeros(self.replay.spec.action_shape, self.replay.spec.action_dtype)
+        self.replay.add({"image": obs["image"], "action": stored, "reward": np.float32(reward),
+                         "is_first": is_first, "is_last": is_last, "is_terminal": is_terminal})
+
+    def pace_s(self) -> float:
+        """Seconds per env step that keep the train ratio at the learner's speed (0: no pacing needed)."""
+        if not (self.is_learning and self.cfg.run.pace_to_learner) or self._update_s_ema is None:
+            return 0.0
+        t = self.cfg.trainer
+        return self._update_s_ema * self.cfg.run.train_ratio / (t.batch_size * t.batch_length)
+
+    # -- learning -----------------------------------------------------------------------------------------
+
+    def learn(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
+        """The learner component's loop (supervised by the app)."""
+        if not self.is_learning:
+            stop.wait()
+            return
+
+        def handle(updates: int, metrics: dict[str, float]) -> None:
+            s = metrics["train/s_per_update"]
+            self._update_s_ema = s if self._update_s_ema is None else 0.8 * self._update_s_ema + 0.2 * s
+            self.last_metrics = metrics
+            on_metrics(updates, metrics)
+
+        self.learner.run(stop, handle)
+
+    @property
+    def updates(self) -> int:
+        return self.learner.updates if self.learner is not None else 0
+
+    def checkpoint(self, metric: float | None = None) -> None:
+        """Save the current train state (a scheduler job, and at shutdown)."""
+        if not self.is_learning:
+            return
+        with self._save_lock:
+            step = self.learner.updates
+            if step == self.checkpoint_step or step == 0:
+                return
+            state = self.agent.state  # immutable arrays: a consistent snapshot even while training goes on
+            try:
+                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()}, metric)
+            except (OSError, ValueError, TrainerError) as exc:
+                log.error("checkpoint %d failed: %s; the previous checkpoint stays usable", step, exc)
+                return
+            self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        if not self.is_learning:
+            return {"agent": "random (baseline, not learning)"}
+        return {
+            "learner": self.learner.state,
+            "updates": self.learner.updates,
+            "train_ratio": round(self.learner.ratio(), 2),
+            "s_per_update": round(self._update_s_ema or 0.0, 2),
+            "replay_steps": self.replay.size,
+            "compile_s": round(self.compile_s, 1),
+            "checkpoint": self.checkpoint_step,
+            "checkpoint_age_s": round(time.monotonic() - self.checkpoint_at, 0) if self.checkpoint_at else None,
+        }

@@ -1,0 +1,204 @@
+"""The DreamerV3 agent as the app uses it: acting, training, dreaming, and its checkpointable state.
+
+`DreamerAgent` owns the train state and a parameter snapshot for acting. `policy(obs, state)` and the
+visualisation calls (`imagine`, `open_loop`) only read the latest published snapshot, so acting never
+waits for an update; `train(batch)` runs one jitted step and publishes the new parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trainer.config import TrainerConfig
+from trainer.dists import twohot_mean
+from trainer.dreamer import TrainState, init_state, make_train_step, policy_action
+from trainer.errors import TrainerError
+from trainer.model import ActSpace, DreamerModel, feature
+
+__all__ = ["DreamerAgent", "PolicyState", "act_space_of"]
+
+log = logging.getLogger(__name__)
+
+
+def act_space_of(space: gym.Space) -> ActSpace:
+    """Return the agent's view of a Gymnasium action space (Discrete, or a Box in [-1, 1])."""
+    if isinstance(space, gym.spaces.Discrete):
+        return ActSpace(True, int(space.n))
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return ActSpace(False, int(space.shape[0]))
+    raise TrainerError(f"DreamerV3 here supports Discrete and 1-D Box action spaces, not {space}")
+
+
+class PolicyState(NamedTuple):
+    """An actor's recurrent state: the latent (deter, stoch) and the previous action, batched over envs."""
+
+    deter: jax.Array
+    stoch: jax.Array
+    action: jax.Array
+
+
+class DreamerAgent:
+    """DreamerV3 for one env's observation and action spaces."""
+
+    is_placeholder = False
+
+    def __init__(self, cfg: TrainerConfig, obs_space: gym.spaces.Dict, action_space: gym.Space) -> None:
+        self.cfg = cfg
+        self.image_shape = tuple(obs_space["image"].shape)
+        self.act_space = act_space_of(action_space)
+        self.action_space = action_space
+        self.model = DreamerModel(cfg, self.act_space, self.image_shape)
+        self._key = jax.random.PRNGKey(cfg.seed)
+        self._lock = threading.Lock()
+        t0 = time.monotonic()
+        self._key, k = jax.random.split(self._key)
+        self.state: TrainState = jax.jit(init_state, static_argnums=(0, 1, 2))(cfg, self.act_space,
+                                                                                self.image_shape, k)
+        self.params = self.state.params  # the snapshot actors and the overlay read
+        self.param_count = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
+        self._train_step = make_train_step(cfg, self.act_space, self.image_shape)
+        self._policy_step = jax.jit(self._policy_fn)
+        self._imagine = jax.jit(self._imagine_fn, static_argnums=(2,))
+        self._open_loop = jax.jit(self._open_loop_fn, static_argnums=(3,))
+        log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
+
+    # -- keys ---------------------------------------------------------------------------------------------
+
+    def _next_key(self) -> jax.Array:
+        with self._lock:
+            self._key, k = jax.random.split(self._key)
+        return k
+
+    # -- acting -------------------------------------------------------------------------------------------
+
+    def initial_state(self, batch: int = 1) -> PolicyState:
+        c = self.cfg
+        return PolicyState(jnp.zeros((batch, c.deter)), jnp.zeros((batch, c.stoch, c.classes)),
+                           jnp.zeros((batch, self.act_space.n)))
+
+    def _policy_fn(self, params, state: PolicyState, image, is_first, mask, key):
+        m = lambda *a, method: self.model.apply({"params": params}, *a, method=method)
+        k_obs, k_act = jax.random.split(key)
+        token = m(image, method=DreamerModel.encode)
+        deter, stoch, _, _ = m(state.deter, state.stoch, state.action, token, is_first, k_obs,
+                               method=DreamerModel.obs_step)
+        out = m(feature(deter, stoch), method=DreamerModel.policy)
+        action, _, _ = policy_action(self.cfg, self.act_space, out, k_act, mask)
+        return PolicyState(deter, stoch, action), action
+
+    def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None, is_first: bool = False):
+        """Return (env action, new state) for one observation; `state=None` starts an episode."""
+        if state is None:
+            state, is_first = self.initial_state(), True
+        mask = obs.get("action_mask")
+        mask = jnp.asarray(mask[None], bool) if mask is not None and self.act_space.discrete else None
+        state, action = self._policy_step(self.params, state, jnp.asarray(obs["image"][None]),
+                                          jnp.asarray([is_first]), mask, self._next_key())
+        action = np.asarray(action[0])
+        if self.act_space.discrete:
+            return int(action.argmax()), state
+        low, high = self.action_space.low, self.action_space.high
+        return np.clip(action, -1, 1).astype(self.action_space.dtype) * (high - low) / 2 + (high + low) / 2, state
+
+    def env_action_to_stored(self, action: Any) -> np.ndarray:
+        """Return the action as the replay stores it (index for discrete, [-1, 1] vector for continuous)."""
+        if self.act_space.discrete:
+            return np.int32(action)
+        low, high = self.action_space.low, self.action_space.high
+        return ((np.asarray(action, np.float32) - (high + low) / 2) / ((high - low) / 2)).astype(np.float32)
+
+    # -- learning -----------------------------------------------------------------------------------------
+
+    def train(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Run one update and publish the new parameters to actors; returns device metrics (no host sync)."""
+        self.state, metrics = self._train_step(self.state, batch, self._next_key())
+        self.params = self.state.params
+        return metrics
+
+    def compile(self, batch_size: int, batch_length: int) -> float:
+        """Compile the train and policy steps ahead of time; return the seconds it took."""
+        t0 = time.monotonic()
+        spec = self.image_shape
+        b, t = batch_size, batch_length
+        action = jax.ShapeDtypeStruct((b, t), jnp.int32) if self.act_space.discrete else \
+            jax.ShapeDtypeStruct((b, t, self.act_space.n), jnp.float32)
+        batch = {"image": jax.ShapeDtypeStruct((b, t, *spec), jnp.uint8), "action": action,
+                 "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
+                 **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
+        self._train_step = self._train_step.lower(self.state, batch, self._next_key()).compile()
+        obs = {"image": np.zeros(spec, np.uint8)}
+        if self.act_space.discrete:
+            obs["action_mask"] = np.ones(self.act_space.n, bool)
+        self.policy(obs, None)
+        self.policy({"image": obs["image"]}, None)
+        return time.monotonic() - t0
+
+    # -- dreams for the overlay ---------------------------------------------------------------------------
+
+    def _imagine_fn(self, params, state: PolicyState, horizon: int, key):
+        m = lambda *a, method: self.model.apply({"params": params}, *a, method=method)
+
+        def step(carry, k):
+            deter, stoch = carry
+            k_act, k_dyn = jax.random.split(k)
+            out = m(feature(deter, stoch), method=DreamerModel.policy)
+            action, _, _ = policy_action(self.cfg, self.act_space, out, k_act)
+            deter, stoch = m(deter, stoch, action, k_dyn, method=DreamerModel.img_step)
+            reward = m(feature(deter, stoch), method=DreamerModel.reward)
+            return (deter, stoch), (deter, stoch, reward)
+
+        _, (deter, stoch, reward) = jax.lax.scan(step, (state.deter, state.stoch), jax.random.split(key, horizon))
+        return m(deter, stoch, method=DreamerModel.decode), twohot_mean(reward)
+
+    def imagine(self, state: PolicyState, horizon: int = 15) -> tuple[np.ndarray, np.ndarray]:
+        """Dream `horizon` steps ahead from an actor's latent state with the current policy.
+
+        Returns (frames uint8[horizon, H, W, C], predicted rewards float32[horizon]) of the first env.
+        """
+        frames, rewards = self._imagine(self.params, state, horizon, self._next_key())
+        frames = np.asarray(frames[:, 0] * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        return frames, np.asarray(rewards[:, 0], np.float32)
+
+    def _open_loop_fn(self, params, images, actions, context: int, key):
+        m = lambda *a, method: self.model.apply({"params": params}, *a, method=method)
+        T = images.shape[0]
+        tokens = m(images[:, None], method=DreamerModel.encode)  # [T, 1, E]
+        prev = jnp.concatenate([jnp.zeros_like(actions[:1]), actions[:-1]], 0)[:, None]
+        first = jnp.zeros((T, 1), bool).at[0].set(True)
+        keys = jax.random.split(key, T)
+
+        def observe(carry, x):
+            token, act, f, k = x
+            deter, stoch, _, _ = m(*carry, act, token, f, k, method=DreamerModel.obs_step)
+            return (deter, stoch), None
+
+        init = m(1, method=DreamerModel.initial)
+        carry, _ = jax.lax.scan(observe, init, (tokens[:context], prev[:context], first[:context], keys[:context]))
+
+        def dream(carry, x):
+            act, k = x
+            deter, stoch = m(*carry, act, k, method=DreamerModel.img_step)
+            return (deter, stoch), (deter, stoch)
+
+        _, (deter, stoch) = jax.lax.scan(dream, carry, (prev[context:], keys[context:]))
+        return m(deter, stoch, method=DreamerModel.decode)[:, 0]
+
+    def open_loop(self, frames: np.ndarray, actions: np.ndarray, context: int = 5) -> np.ndarray:
+        """Predict frames[context:] from the first `context` real frames and the actions actually taken.
+
+        Args: frames uint8[T, H, W, C]; actions as stored in replay ([T] indices or [T, A] vectors).
+        Returns uint8[T - context, H, W, C]: the world model's open-loop predictions.
+        """
+        if not 0 < context < len(frames):
+            raise TrainerError(f"open_loop: context = {context} must be between 1 and {len(frames) - 1}")
+        acts = jax.nn.one_hot(actions, self.act_space.n) if self.act_space.discrete else jnp.asarray(actions)
+        pred = self._open_loop(self.params, jnp.asarray(frames), acts, context, self._next_key())
+        return np.asarray(pred * 255 + 0.5).clip(0, 255).astype(np.uint8)

@@ -1,0 +1,71 @@
+"""Checkpoints with orbax: the whole train state plus counters, written atomically, keep-N plus keep-best.
+
+Orbax writes each checkpoint under a temporary name and renames it when complete, so a kill -9 mid-save
+leaves the previous checkpoint intact. A checkpoint that cannot be read back (damaged files) is skipped
+with a warning and the next older one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocm
+
+__all__ = ["Checkpointer"]
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Saves and restores {state, meta} pytrees under `directory/<step>`."""
+
+    def __init__(self, directory: Path, *, keep: int = 3, keep_best: int = 1, best_metric: str = "score") -> None:
+        self.directory = Path(directory).resolve()
+        self.best_metric = best_metric
+        policies = [ocm.LatestN(keep)]
+        if keep_best:
+            policies.append(ocm.BestN(get_metric_fn=lambda m: m[best_metric], n=keep_best,
+                                      keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(preservation_policy=ocm.AnyPreservationPolicy(policies),
+                                               enable_async_checkpointing=False, cleanup_tmp_directories=True,
+                                               create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, meta: dict[str, int | float], metric: float | None = None) -> float:
+        """Write a checkpoint for `step`; return the seconds it took. `metric` ranks it for keep-best."""
+        t0 = time.monotonic()
+        tree = {"state": state, "meta": {k: np.asarray(v) for k, v in meta.items()}}
+        metrics = {self.best_metric: float(metric)} if metric is not None and np.isfinite(metric) else None
+        self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
+        self._manager.wait_until_finished()
+        elapsed = time.monotonic() - t0
+        log.info("saved checkpoint %d in %.1fs", step, elapsed)
+        return elapsed
+
+    def restore(self, state_template: Any, meta_template: dict[str, int | float]) -> tuple[int, Any, dict] | None:
+        """Return (step, state, meta) of the newest readable checkpoint, or None when there is none."""
+        template = {"state": state_template, "meta": {k: np.asarray(v) for k, v in meta_template.items()}}
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                tree = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as exc:  # any damage: fall back to the previous checkpoint
+                log.warning("checkpoint %d is unreadable (%s: %s); trying an older one", step,
+                            type(exc).__name__, str(exc)[:200])
+                continue
+            meta = {k: v.item() for k, v in tree["meta"].items()}
+            log.info("restored checkpoint %d", step)
+            return step, tree["state"], meta
+        return None
+
+    def close(self) -> None:
+        self._manager.close()

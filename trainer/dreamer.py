@@ -1,0 +1,228 @@
+"""The DreamerV3 train step: one pure, jit-compiled `train_step(state, batch, key) -> (state, metrics)`.
+
+`make_train_step(cfg, act_space, image_shape)` binds the static config. The loss reads like the paper:
+world model (reconstruction, reward, continue, KL balance with free bits), imagination from every replayed
+posterior state, actor (REINFORCE on percentile-scaled advantages + entropy), critic (two-hot lambda-returns
++ slow-critic regulariser), and the critic loss on replayed sequences. A non-finite loss or gradient
+leaves the state unchanged and is reported in the metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from trainer.config import TrainerConfig
+from trainer.dists import (
+    binary_logp,
+    bounded_normal,
+    categorical_entropy,
+    categorical_kl,
+    normal_entropy,
+    normal_logp,
+    twohot_loss,
+    twohot_mean,
+    unimix_logits,
+)
+from trainer.model import ActSpace, DreamerModel, feature
+from trainer.optim import make_optimizer
+from trainer.returns import imagined_lambda_return, percentile_scale, replay_lambda_return
+
+__all__ = ["TrainState", "init_state", "make_train_step", "policy_action", "slow_subtree"]
+
+VALUE_KEYS = ("value_mlp", "value_out")
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    slow: Any
+    """The slow critic: an EMA of the value head's parameters."""
+    retnorm: jax.Array
+    """float32[2]: EMAs of the 5th and 95th percentile of imagined returns."""
+    step: jax.Array
+
+
+def slow_subtree(params: Any) -> dict[str, Any]:
+    return {k: params[k] for k in VALUE_KEYS}
+
+
+def init_state(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int],
+               key: jax.Array) -> TrainState:
+    """Return fresh parameters, optimiser state and normalisers."""
+    model = DreamerModel(cfg, act_space, tuple(image_shape))
+    image = jnp.zeros((1, *image_shape), jnp.uint8)
+    action = jnp.zeros((1, act_space.n), jnp.float32)
+    k1, k2 = jax.random.split(key)
+    params = model.init(k1, image, action, jnp.ones((1,), bool), k2)["params"]
+    opt_state = make_optimizer(cfg).init(params)
+    return TrainState(params, opt_state, slow_subtree(params), jnp.zeros(2, jnp.float32), jnp.zeros((), jnp.int32))
+
+
+def policy_action(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, key: jax.Array,
+                  mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Return (action, log-prob, entropy) sampled from the policy head's output.
+
+    Discrete actions come one-hot; an optional bool mask removes illegal actions before sampling.
+    """
+    if act_space.discrete:
+        logp = unimix_logits(out, cfg.unimix)
+        if mask is not None:
+            logp = jax.nn.log_softmax(jnp.where(mask, logp, -1e9), -1)
+        index = jax.random.categorical(key, logp, -1)
+        action = jax.nn.one_hot(index, act_space.n)
+        return action, jnp.sum(action * logp, -1), categorical_entropy(logp)
+    mean, std = bounded_normal(out)
+    action = mean + std * jax.random.normal(key, mean.shape)
+    return action, normal_logp(mean, std, action), normal_entropy(std)
+
+
+def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action: jax.Array):
+    if act_space.discrete:
+        logp = unimix_logits(out, cfg.unimix)
+        return jnp.sum(action * logp, -1), categorical_entropy(logp)
+    mean, std = bounded_normal(out)
+    return normal_logp(mean, std, action), normal_entropy(std)
+
+
+def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int]):
+    """Return the jitted `train_step(state, batch, key) -> (state, metrics)`.
+
+    batch: image uint8[B, T, H, W, C]; action int32[B, T] (discrete) or float32[B, T, A]; reward float32[B, T];
+    is_first, is_last, is_terminal bool[B, T]. `action[t]` is the action taken after observing step t.
+    """
+    model = DreamerModel(cfg, act_space, tuple(image_shape))
+    optimizer = make_optimizer(cfg)
+    gamma = 1.0 - 1.0 / cfg.horizon
+
+    def loss_fn(params, slow, retnorm, batch, key):
+        m = functools.partial(model.apply, {"params": params})
+        B, T = batch["reward"].shape
+        assert batch["image"].shape == (B, T, *image_shape), (batch["image"].shape, (B, T, *image_shape))
+        k_obs, k_img = jax.random.split(key)
+
+        # World model
+        if act_space.discrete:
+            actions = jax.nn.one_hot(batch["action"], act_space.n)
+        else:
+            actions = batch["action"].astype(jnp.float32)
+        prev_action = jnp.concatenate([jnp.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+        is_first = batch["is_first"].at[:, 0].set(True)  # no replay context: every sequence starts fresh
+        tokens = m(batch["image"], method=DreamerModel.encode)
+
+        def observe(carry, inputs):
+            deter, stoch = carry
+            token, act, first, k = inputs
+            deter, stoch, post, prior = m(deter, stoch, act, token, first, k, method=DreamerModel.obs_step)
+            return (deter, stoch), (deter, stoch, post, prior)
+
+        t_major = lambda x: jnp.swapaxes(x, 0, 1)
+        init = m(B, method=DreamerModel.initial)
+        _, (deter, stoch, post, prior) = jax.lax.scan(
+            observe, init, (t_major(tokens), t_major(prev_action), t_major(is_first), jax.random.split(k_obs, T)))
+        deter, stoch, post, prior = (t_major(x) for x in (deter, stoch, post, prior))
+        feat = feature(deter, stoch)
+
+        recon = m(deter, stoch, method=DreamerModel.decode)
+        image_loss = jnp.sum((recon - batch["image"].astype(jnp.float32) / 255.0) ** 2, (-3, -2, -1))
+        reward_loss = twohot_loss(m(feat, method=DreamerModel.reward), batch["reward"])
+        cont_target = (1.0 - batch["is_terminal"].astype(jnp.float32)) * gamma
+        cont_loss = -binary_logp(m(feat, method=DreamerModel.cont), cont_target)
+        sg = jax.lax.stop_gradient
+        dyn_kl = jnp.sum(categorical_kl(sg(post), prior), -1)
+        rep_kl = jnp.sum(categorical_kl(post, sg(prior)), -1)
+        dyn_loss = jnp.maximum(cfg.free_nats, dyn_kl)
+        rep_loss = jnp.maximum(cfg.free_nats, rep_kl)
+
+        # Imagination from every replayed posterior state (or the last imag_last of each sequence)
+        k_start = cfg.imag_last or T
+        start_deter = sg(deter[:, -k_start:]).reshape(B * k_start, -1)
+        start_stoch = sg(stoch[:, -k_start:]).reshape(B * k_start, cfg.stoch, cfg.classes)
+
+        def imagine(carry, k):
+            deter_i, stoch_i = carry
+            k_act, k_dyn = jax.random.split(k)
+            out = m(feature(deter_i, stoch_i), method=DreamerModel.policy)
+            action, _, _ = policy_action(cfg, act_space, out, k_act)
+            nxt = m(deter_i, stoch_i, sg(action), k_dyn, method=DreamerModel.img_step)
+            return nxt, (deter_i, stoch_i, sg(action))
+
+        H = cfg.imag_horizon
+        (last_deter, last_stoch), (img_deter, img_stoch, img_action) = jax.lax.scan(
+            imagine, (start_deter, start_stoch), jax.random.split(k_img, H + 1))
+        # States s_0..s_H (the scan's outputs are the states each action was taken in) and actions a_0..a_H.
+        del last_deter, last_stoch
+        img_feat = sg(feature(img_deter, img_stoch))  # [H+1, N, F]
+        img_reward = sg(twohot_mean(m(img_feat, method=DreamerModel.reward)))
+        img_cont = sg(jax.nn.sigmoid(m(img_feat, method=DreamerModel.cont)))
+        value_logits = m(img_feat, method=DreamerModel.value)
+        value = sg(twohot_mean(value_logits))
+        returns = imagined_lambda_return(img_reward, img_cont, value, cfg.lam)  # [H, N]
+        weight = sg(jnp.cumprod(img_cont, 0))[:H]
+        lo, hi, scale = percentile_scale(retnorm[0], retnorm[1], returns, cfg.retnorm_rate, cfg.retnorm_limit)
+        adv = sg((returns - value[:H]) / scale)
+
+        # Actor
+        logp, entropy = _action_logp(cfg, act_space, m(img_feat[:H], method=DreamerModel.policy), img_action[:H])
+        policy_loss = jnp.mean(weight * -(logp * adv + cfg.actent * entropy))
+
+        # Critic
+        slow_m = functools.partial(model.apply, {"params": {**params, **slow}}, method=DreamerModel.value)
+        slow_value = sg(twohot_mean(slow_m(img_feat[:H])))
+        value_loss = jnp.mean(weight * (twohot_loss(value_logits[:H], sg(returns))
+                                        + cfg.slowreg * twohot_loss(value_logits[:H], slow_value)))
+
+        # Critic on replayed sequences, bootstrapped from the imagined returns of each start state
+        boot = sg(returns[0]).reshape(B, k_start)
+        if k_start < T:
+            boot = jnp.concatenate([jnp.zeros((B, T - k_start)), boot], 1)
+        repl_ret = replay_lambda_return(t_major(batch["reward"]), t_major(batch["is_terminal"]),
+                                        t_major(batch["is_last"]), t_major(boot), gamma, cfg.lam)  # [T-1, B]
+        repl_logits = t_major(m(feat, method=DreamerModel.value))[:-1]
+        repl_slow = sg(twohot_mean(slow_m(sg(t_major(feat)[:-1]))))
+        live = 1.0 - t_major(batch["is_last"])[:-1].astype(jnp.float32)
+        if k_start < T:
+            live = live.at[: T - k_start - 1].set(0.0)  # no bootstrap exists before the imagined starts
+        repval_loss = jnp.mean(live * (twohot_loss(repl_logits, sg(repl_ret))
+                                       + cfg.slowreg * twohot_loss(repl_logits, repl_slow)))
+
+        losses = {
+            "image": image_loss.mean(), "reward": reward_loss.mean(), "cont": cont_loss.mean(),
+            "dyn": dyn_loss.mean(), "rep": rep_loss.mean(), "policy": policy_loss, "value": value_loss,
+            "repval": repval_loss,
+        }
+        scales = {"dyn": cfg.dyn_scale, "rep": cfg.rep_scale, "repval": cfg.repval_scale}
+        total = sum(scales.get(k, 1.0) * v for k, v in losses.items())
+        metrics = {f"loss/{k}": v for k, v in losses.items()}
+        metrics.update({
+            "loss/total": total, "wm/dyn_kl": dyn_kl.mean(), "wm/rep_kl": rep_kl.mean(),
+            "wm/post_ent": categorical_entropy(post).sum(-1).mean(),
+            "wm/prior_ent": categorical_entropy(prior).sum(-1).mean(),
+            "actor/entropy": entropy.mean(), "ret/mean": returns.mean(), "ret/p5": lo, "ret/p95": hi,
+            "ret/scale": scale, "adv/mag": jnp.abs(adv).mean(), "value/mean": value.mean(),
+            "imag/reward": img_reward.mean(), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
+        })
+        return total, (jnp.stack([lo, hi]), metrics)
+
+    @jax.jit
+    def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+        grads, (retnorm, metrics) = jax.grad(loss_fn, has_aux=True)(
+            state.params, state.slow, state.retnorm, batch, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        slow = jax.tree.map(lambda s, p: (1 - cfg.slow_rate) * s + cfg.slow_rate * p, state.slow,
+                            slow_subtree(params))
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(metrics["loss/total"]) & jnp.isfinite(grad_norm)
+        new = TrainState(params, opt_state, slow, retnorm, state.step + 1)
+        # A non-finite loss or gradient keeps the previous state: parameters are never corrupted.
+        state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+        metrics.update({"opt/grad_norm": grad_norm, "opt/update_norm": optax.global_norm(updates),
+                        "opt/param_norm": optax.global_norm(params), "opt/finite": finite.astype(jnp.float32)})
+        return state, metrics
+
+    return train_step

@@ -1,0 +1,88 @@
+"""The learner loop: samples replay and trains while keeping the train ratio, without ever blocking acting.
+
+The ratio limiter only ever holds the learner back (when replayed steps would exceed train_ratio x env
+steps); the actor never waits. A learner that cannot keep up simply lowers the measured ratio, which is
+reported as `replay/ratio`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import jax
+
+from trainer.agent import DreamerAgent
+from trainer.replay import Replay
+
+__all__ = ["Learner"]
+
+log = logging.getLogger(__name__)
+
+
+class Learner:
+    """Trains `agent` from `replay` at `train_ratio` replayed steps per env step."""
+
+    def __init__(self, agent: DreamerAgent, replay: Replay, *, train_ratio: float, env_steps: Callable[[], int],
+                 updates: int = 0, metrics_every: int = 10) -> None:
+        self.agent, self.replay = agent, replay
+        self.train_ratio = train_ratio
+        self.env_steps = env_steps
+        self.updates = updates
+        self.metrics_every = metrics_every
+        self.batch_size, self.batch_length = agent.cfg.batch_size, agent.cfg.batch_length
+        self.train_after = agent.cfg.train_after
+        self.last_update_s = 0.0
+        self.nonfinite = 0
+        self.state = "waiting for data"
+
+    @property
+    def replayed_steps(self) -> int:
+        return self.updates * self.batch_size * self.batch_length
+
+    def ratio(self) -> float:
+        steps = self.env_steps()
+        return self.replayed_steps / steps if steps else 0.0
+
+    def is_ahead(self) -> bool:
+        """True when one more update would replay more than train_ratio x env steps."""
+        return self.replayed_steps + self.batch_size * self.batch_length > self.train_ratio * self.env_steps()
+
+    def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
+        """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
+        window_t, window_updates = time.monotonic(), self.updates
+        while not stop.is_set():
+            if self.env_steps() < self.train_after or not self.replay.can_sample():
+                self.state = "waiting for data"
+                stop.wait(0.2)
+                continue
+            if self.is_ahead():
+                self.state = "waiting for env steps"
+                stop.wait(0.05)
+                continue
+            self.state = "training"
+            t0 = time.monotonic()
+            metrics = self.agent.train(self.replay.sample(self.batch_size))
+            # One host sync per update (a few scalars, next to seconds of compute): every update is checked.
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            self.updates += 1
+            self.last_update_s = time.monotonic() - t0
+            self._check_finite(host)
+            if self.updates % self.metrics_every == 0:
+                now = time.monotonic()
+                host["fps/updates"] = (self.updates - window_updates) / max(now - window_t, 1e-9)
+                window_t, window_updates = now, self.updates
+                host["replay/ratio"] = self.ratio()
+                host["replay/size"] = float(self.replay.size)
+                host["train/s_per_update"] = self.last_update_s
+                on_metrics(self.updates, host)
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        if metrics.get("opt/finite", 1.0) < 1.0:
+            self.nonfinite += 1
+            bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+            log.error("update %d had a non-finite loss or gradient (%s); it was skipped and the parameters "
+                      "kept their last good values", self.updates, ", ".join(bad) or "opt/grad_norm")
