@@ -17,6 +17,7 @@ __all__ = [
     "bounded_normal",
     "categorical_entropy",
     "categorical_kl",
+    "kl_balance",
     "normal_entropy",
     "normal_logp",
     "onehot_sample",
@@ -104,6 +105,19 @@ def onehot_sample(key: jax.Array, logp: jax.Array) -> jax.Array:
 def categorical_kl(logp: jax.Array, logq: jax.Array) -> jax.Array:
     """Return KL(p || q) over the last axis."""
     return jnp.sum(jnp.exp(logp) * (logp - logq), -1)
+
+
+def kl_balance(post: jax.Array, prior: jax.Array, free_nats: float) -> tuple[jax.Array, jax.Array]:
+    """Return (dyn, rep) KL losses per sample from log-probs [..., latents, classes].
+
+    dyn = max(free, KL(sg(post) || prior)) trains the prior toward the posterior; rep = max(free,
+    KL(post || sg(prior))) keeps the posterior predictable. Each KL is summed over the latents; below
+    `free_nats` the term is constant, so it has no gradient.
+    """
+    sg = jax.lax.stop_gradient
+    dyn = jnp.sum(categorical_kl(sg(post), prior), -1)
+    rep = jnp.sum(categorical_kl(post, sg(prior)), -1)
+    return jnp.maximum(free_nats, dyn), jnp.maximum(free_nats, rep)
 
 
 def categorical_entropy(logp: jax.Array) -> jax.Array:

@@ -22,6 +22,7 @@ from trainer.dists import (
     bounded_normal,
     categorical_entropy,
     categorical_kl,
+    kl_balance,
     normal_entropy,
     normal_logp,
     twohot_loss,
@@ -133,10 +134,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         cont_target = (1.0 - batch["is_terminal"].astype(jnp.float32)) * gamma
         cont_loss = -binary_logp(m(feat, method=DreamerModel.cont), cont_target)
         sg = jax.lax.stop_gradient
-        dyn_kl = jnp.sum(categorical_kl(sg(post), prior), -1)
-        rep_kl = jnp.sum(categorical_kl(post, sg(prior)), -1)
-        dyn_loss = jnp.maximum(cfg.free_nats, dyn_kl)
-        rep_loss = jnp.maximum(cfg.free_nats, rep_kl)
+        dyn_loss, rep_loss = kl_balance(post, prior, cfg.free_nats)
+        kl = sg(jnp.sum(categorical_kl(post, prior), -1))
 
         # Imagination from every replayed posterior state (or the last imag_last of each sequence)
         k_start = cfg.imag_last or T
@@ -199,7 +198,7 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         total = sum(scales.get(k, 1.0) * v for k, v in losses.items())
         metrics = {f"loss/{k}": v for k, v in losses.items()}
         metrics.update({
-            "loss/total": total, "wm/dyn_kl": dyn_kl.mean(), "wm/rep_kl": rep_kl.mean(),
+            "loss/total": total, "wm/kl": kl.mean(),
             "wm/post_ent": categorical_entropy(post).sum(-1).mean(),
             "wm/prior_ent": categorical_entropy(prior).sum(-1).mean(),
             "actor/entropy": entropy.mean(), "ret/mean": returns.mean(), "ret/p5": lo, "ret/p95": hi,
@@ -216,13 +215,13 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         params = optax.apply_updates(state.params, updates)
         slow = jax.tree.map(lambda s, p: (1 - cfg.slow_rate) * s + cfg.slow_rate * p, state.slow,
                             slow_subtree(params))
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(metrics["loss/total"]) & jnp.isfinite(grad_norm)
         new = TrainState(params, opt_state, slow, retnorm, state.step + 1)
         # A non-finite loss or gradient keeps the previous state: parameters are never corrupted.
         state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
-        metrics.update({"opt/grad_norm": grad_norm, "opt/update_norm": optax.global_norm(updates),
-                        "opt/param_norm": optax.global_norm(params), "opt/finite": finite.astype(jnp.float32)})
+        metrics.update({"opt/grad_norm": grad_norm, "opt/update_norm": optax.tree.norm(updates),
+                        "opt/param_norm": optax.tree.norm(params), "opt/finite": finite.astype(jnp.float32)})
         return state, metrics
 
     return train_step
