@@ -9,6 +9,7 @@ part is a supervised component, so a crash in one is logged and restarted while 
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import threading
 import time
@@ -116,6 +117,7 @@ class Runner:
             self.notice = "restoring and compiling the agent..." if self.cfg.trainer.agent != "random" else ""
             self.training.open()
             self.notice = ""
+            gc.freeze()  # start-up objects (modules, compiled code) leave the collector's long pauses
             self.supervisor.add("actor", self._act)
             if self.training.is_learning:
                 self.supervisor.add("learner", lambda stop: self.training.learn(stop, self._on_train_metrics))

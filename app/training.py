@@ -121,6 +121,7 @@ class Training:
     def close(self) -> None:
         if not self.is_learning:
             return
+        self.agent.close()
         self.replay.close()
         self.checkpoint()
         self.checkpointer.close()

@@ -68,6 +68,7 @@ class DreamerAgent:
         self._policy_step = jax.jit(self._policy_fn)
         self._imagine = jax.jit(self._imagine_fn, static_argnums=(2,))
         self._open_loop = jax.jit(self._open_loop_fn, static_argnums=(3,))
+        self._server = None
         log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
 
     # -- keys ---------------------------------------------------------------------------------------------
@@ -94,15 +95,34 @@ class DreamerAgent:
         action, _, _ = policy_action(self.cfg, self.act_space, out, k_act, mask)
         return PolicyState(deter, stoch, action), action
 
+    def start_policy_process(self) -> None:
+        """Move acting into a child process (see trainer.policy_server); compiles its policy step now."""
+        from trainer.policy_server import PolicyServer
+
+        self._server = PolicyServer(self.cfg, self.act_space, self.image_shape, jax.device_get(self.params),
+                                    seed=self.cfg.seed + 1)
+        mask = np.ones(self.act_space.n, bool) if self.act_space.discrete else None
+        self._server.act(np.zeros(self.image_shape, np.uint8), mask, True, stream=-1)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
     def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None, is_first: bool = False):
         """Return (env action, new state) for one observation; `state=None` starts an episode."""
         if state is None:
             state, is_first = self.initial_state(), True
         mask = obs.get("action_mask")
-        mask = jnp.asarray(mask[None], bool) if mask is not None and self.act_space.discrete else None
-        state, action = self._policy_step(self.params, state, jnp.asarray(obs["image"][None]),
-                                          jnp.asarray([is_first]), mask, self._next_key())
-        action = np.asarray(action[0])
+        if self._server is not None:
+            action, deter, stoch = self._server.act(obs["image"], mask if self.act_space.discrete else None,
+                                                    is_first)
+            state = PolicyState(deter, stoch, action[None])
+        else:
+            mask = jnp.asarray(mask[None], bool) if mask is not None and self.act_space.discrete else None
+            state, action = self._policy_step(self.params, state, jnp.asarray(obs["image"][None]),
+                                              jnp.asarray([is_first]), mask, self._next_key())
+            action = np.asarray(action[0])
         if self.act_space.discrete:
             return int(action.argmax()), state
         low, high = self.action_space.low, self.action_space.high
@@ -118,9 +138,18 @@ class DreamerAgent:
     # -- learning -----------------------------------------------------------------------------------------
 
     def train(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        """Run one update and publish the new parameters to actors; returns device metrics (no host sync)."""
-        self.state, metrics = self._train_step(self.state, batch, self._next_key())
-        self.params = self.state.params
+        """Run one update, then publish the new parameters to actors; returns the metrics as device arrays.
+
+        Blocks until the new parameters exist: publishing them earlier (JAX dispatches asynchronously)
+        would make the actor's next policy step wait for the whole update.
+        """
+        state, metrics = self._train_step(self.state, batch, self._next_key())
+        jax.block_until_ready(state.params)
+        self.state = state
+        self.params = state.params
+        server = self._server
+        if server is not None and time.monotonic() - server.last_sync >= self.cfg.policy_sync_s:
+            server.sync(jax.device_get(state.params))
         return metrics
 
     def compile(self, batch_size: int, batch_length: int) -> float:
@@ -134,11 +163,14 @@ class DreamerAgent:
                  "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
                  **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
         self._train_step = self._train_step.lower(self.state, batch, self._next_key()).compile()
-        obs = {"image": np.zeros(spec, np.uint8)}
-        if self.act_space.discrete:
-            obs["action_mask"] = np.ones(self.act_space.n, bool)
-        self.policy(obs, None)
-        self.policy({"image": obs["image"]}, None)
+        if self.cfg.policy_process:
+            self.start_policy_process()
+        else:
+            obs = {"image": np.zeros(spec, np.uint8)}
+            if self.act_space.discrete:
+                obs["action_mask"] = np.ones(self.act_space.n, bool)
+            self.policy(obs, None)
+            self.policy({"image": obs["image"]}, None)
         return time.monotonic() - t0
 
     # -- dreams for the overlay ---------------------------------------------------------------------------

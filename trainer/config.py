@@ -98,6 +98,10 @@ class TrainerConfig:
     """Steps per replay file on disk; a kill -9 loses at most the unwritten part of one chunk."""
     train_after: Annotated[int, Interval(ge=0)] = 1024
     """Env steps collected before the first update."""
+    policy_process: bool = True
+    """Act in a child process with its own single-threaded XLA runtime, so acting never waits for an update."""
+    policy_sync_s: Annotated[float, Interval(ge=0, le=3600)] = 0.0
+    """Seconds between parameter pushes to the policy process (0: after every update)."""
 
     FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = ("agent", "deter", "hidden", "classes", "depth", "units", "stoch",
                                                   "blocks")

@@ -158,13 +158,16 @@ def test_kill_9_leaves_no_orphan_and_the_run_resumes(app_factory, tmp_path) -> N
     app = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0"], logdir)
     wait_for(lambda: app.status()["stream"]["state"] == "live", "the stream to go live")
     wait_for(lambda: json.loads((logdir / "state.json").read_text())["env_step"] > 0, "a state save")
-    ffmpeg = [p for p in app.children() if p.name() == "ffmpeg"]
-    assert len(ffmpeg) == 1
+    wait_for(lambda: app.status()["counters"]["env_steps"] > 0, "the agent to act")
+    children = app.children()
+    ffmpeg = [p for p in children if p.name() == "ffmpeg"]
+    assert len(ffmpeg) == 1 and len(children) >= 2  # the encoder and the policy process
     app.proc.kill()
     app.proc.wait()
-    # ffmpeg reads EOF on its stdin and ends by itself: no orphan encoder after a crash of the app.
-    wait_for(lambda: not ffmpeg[0].is_running() or ffmpeg[0].status() == psutil.STATUS_ZOMBIE,
-             "the orphaned ffmpeg to exit")
+    # ffmpeg reads EOF on its stdin, the policy process EOF on its pipe: both end by themselves.
+    for child in children:
+        wait_for(lambda c=child: not c.is_running() or c.status() == psutil.STATUS_ZOMBIE,
+                 f"the orphaned {child.name()} to exit")
     saved = json.loads((logdir / "state.json").read_text())
     time.sleep(0.1)
     again = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0", "--run.steps",
