@@ -19,7 +19,7 @@ import numpy as np
 
 from trainer.config import TrainerConfig
 from trainer.dists import twohot_mean
-from trainer.dreamer import TrainState, init_state, make_train_step, policy_action
+from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action
 from trainer.errors import TrainerError
 from trainer.model import ActSpace, DreamerModel, feature
 
@@ -86,13 +86,8 @@ class DreamerAgent:
                            jnp.zeros((batch, self.act_space.n)))
 
     def _policy_fn(self, params, state: PolicyState, image, is_first, mask, key):
-        m = lambda *a, method: self.model.apply({"params": params}, *a, method=method)
-        k_obs, k_act = jax.random.split(key)
-        token = m(image, method=DreamerModel.encode)
-        deter, stoch, _, _ = m(state.deter, state.stoch, state.action, token, is_first, k_obs,
-                               method=DreamerModel.obs_step)
-        out = m(feature(deter, stoch), method=DreamerModel.policy)
-        action, _, _ = policy_action(self.cfg, self.act_space, out, k_act, mask)
+        deter, stoch, action = act_step(self.model, params, state.deter, state.stoch, state.action, image,
+                                        is_first, mask, key)
         return PolicyState(deter, stoch, action), action
 
     def start_policy_process(self) -> None:

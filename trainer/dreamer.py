@@ -33,7 +33,7 @@ from trainer.model import ActSpace, DreamerModel, feature
 from trainer.optim import make_optimizer
 from trainer.returns import imagined_lambda_return, percentile_scale, replay_lambda_return
 
-__all__ = ["TrainState", "init_state", "make_train_step", "policy_action", "slow_subtree"]
+__all__ = ["TrainState", "act_step", "init_state", "make_train_step", "policy_action", "slow_subtree"]
 
 VALUE_KEYS = ("value_mlp", "value_out")
 
@@ -80,6 +80,20 @@ def policy_action(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, key: 
     mean, std = bounded_normal(out)
     action = mean + std * jax.random.normal(key, mean.shape)
     return action, normal_logp(mean, std, action), normal_entropy(std)
+
+
+def act_step(model: DreamerModel, params, deter, stoch, prev_action, image, is_first, mask, key):
+    """One acting step: filter the observation into the latent, then sample the policy's action.
+
+    Returns (deter, stoch, action). Used by the in-process policy and by the policy process.
+    """
+    m = functools.partial(model.apply, {"params": params})
+    k_obs, k_act = jax.random.split(key)
+    token = m(image, method=DreamerModel.encode)
+    deter, stoch, _, _ = m(deter, stoch, prev_action, token, is_first, k_obs, method=DreamerModel.obs_step)
+    out = m(feature(deter, stoch), method=DreamerModel.policy)
+    action, _, _ = policy_action(model.cfg, model.act_space, out, k_act, mask)
+    return deter, stoch, action
 
 
 def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action: jax.Array):

@@ -10,6 +10,7 @@ parameters after updates. If the parent dies, the child reads EOF and exits.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -40,20 +41,11 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
     import jax
     import jax.numpy as jnp
 
-    from trainer.dreamer import policy_action
-    from trainer.model import DreamerModel, feature
+    from trainer.dreamer import act_step
+    from trainer.model import DreamerModel
 
     model = DreamerModel(cfg, act_space, image_shape)
-
-    @jax.jit
-    def step(params, deter, stoch, action, image, is_first, mask, key):
-        m = lambda *a, method: model.apply({"params": params}, *a, method=method)  # noqa: E731
-        k_obs, k_act = jax.random.split(key)
-        token = m(image, method=DreamerModel.encode)
-        deter, stoch, _, _ = m(deter, stoch, action, token, is_first, k_obs, method=DreamerModel.obs_step)
-        out = m(feature(deter, stoch), method=DreamerModel.policy)
-        action, _, _ = policy_action(cfg, act_space, out, k_act, mask)
-        return deter, stoch, action
+    step = jax.jit(functools.partial(act_step, model))
 
     key = jax.random.PRNGKey(seed)
     latest: dict[str, Any] = {"params": jax.tree.map(jnp.asarray, params_conn.recv())}
