@@ -8,10 +8,11 @@ from typing import Annotated, ClassVar
 from annotated_types import Interval
 
 from envs.chess.config import ChessConfig, MateConfig
-from envs.screen.config import ClashConfig, ScreenConfig
+from envs.screen.config import ClashConfig, ScreenConfig, XboardConfig
 from envs.suites.config import AtariConfig, DmcConfig
 
-__all__ = ["AtariConfig", "ChessConfig", "ClashConfig", "DmcConfig", "EnvConfig", "MateConfig", "ScreenConfig"]
+__all__ = ["AtariConfig", "ChessConfig", "ClashConfig", "DmcConfig", "EnvConfig", "MateConfig", "ScreenConfig",
+           "XboardConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,8 @@ class EnvConfig:
     """Options of dmc/<domain>_<task>."""
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     """Options of the screen envs (any X11 program)."""
+    xboard: XboardConfig = field(default_factory=XboardConfig)
+    """Options of xboard chess played through the screen (id xboard-chess)."""
     clash: ClashConfig = field(default_factory=ClashConfig)
     """Options of the Clash Royale adapter."""
 
