@@ -49,7 +49,9 @@ EXAMPLES = {
     "train": """\
         examples:
           dreamstream train --configs crafter               # headless: no stream, no dashboard
-          dreamstream train --configs crafter tiny --run.steps 5000 --logdir runs/smoke""",
+          dreamstream train --configs crafter size1m --run.train_ratio 32
+          dreamstream train --configs crafter tiny --run.steps 5000 --logdir runs/smoke
+          dreamstream train --configs chess size12m --dry-run   # parameter counts, nothing is run""",
     "eval": """\
         examples:
           dreamstream eval --logdir runs/default --episodes 10""",
@@ -97,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=textwrap.dedent(EXAMPLES[name]), allow_abbrev=False)
 
     _add_run_options(add("run", "Run everything: play, (train), overlay, stream, dashboard, chat, storage."))
-    _add_run_options(add("train", "Train headless: no stream and no dashboard; metrics and checkpoints only."))
+    tr = add("train", "Train headless: no stream and no dashboard; metrics and checkpoints only.")
+    _add_run_options(tr)
+    tr.add_argument("--dry-run", action="store_true",
+                    help="print the resolved model's parameter count and those of every size block, then exit")
     ev = add("eval", "Play evaluation episodes with the run's agent and store them as eval matches.")
     _add_run_options(ev)
     ev.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
@@ -229,6 +234,30 @@ class _progress:
             self.progress.stop()
 
 
+def _cmd_dry_run(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
+    """Print parameter counts (from shapes only: nothing is allocated, trained or written)."""
+    import dataclasses
+
+    import envs
+    from trainer.agent import act_space_of
+    from trainer.model import count_parameters
+
+    cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
+    probe = envs.make_from_config(cfg.env)
+    image_shape, act = tuple(probe.observation_space["image"].shape), act_space_of(probe.action_space)
+    probe.close()
+    print(f"env {cfg.env.id}: image {image_shape}, {'discrete' if act.discrete else 'continuous'} "
+                 f"actions ({act.n})")
+    print(f"resolved model: {count_parameters(cfg.trainer, act, image_shape):,} parameters "
+                 f"(deter {cfg.trainer.deter}, hidden {cfg.trainer.hidden}, classes {cfg.trainer.classes}, "
+                 f"depth {cfg.trainer.depth}, units {cfg.trainer.units})")
+    for name, block in load_blocks().items():
+        if name.startswith("size"):
+            sized = dataclasses.replace(cfg.trainer, **block["trainer"])
+            print(f"  {name:>9}: {count_parameters(sized, act, image_shape):>13,} parameters")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
     from app.evaluate import evaluate
 
@@ -295,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (args.command == "config" and args.config_command == "keys" and overrides):
             raise ConfigError(f"`dreamstream {args.command}` takes no config overrides ({rest[0]})")
         load_blocks()  # a broken YAML file is reported before anything starts
+        if args.command == "train" and args.dry_run:
+            return _cmd_dry_run(args, overrides)
         if args.command in ("run", "train"):
             return _cmd_run(args, overrides, args.command)
         if args.command == "eval":

@@ -17,7 +17,7 @@ from trainer.config import TrainerConfig
 from trainer.dists import onehot_sample, unimix_logits
 from trainer.nets import MLP, BlockLinear, Decoder, Encoder, Linear, Norm
 
-__all__ = ["ActSpace", "DreamerModel", "feature"]
+__all__ = ["ActSpace", "DreamerModel", "count_parameters", "feature"]
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,11 @@ class DreamerModel(nn.Module):
         feat = feature(deter, stoch)
         return (self.decode(deter, stoch), self.reward(feat), self.cont(feat), self.value(feat), self.policy(feat),
                 self.img_step(deter, stoch, action, key))
+
+
+def count_parameters(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int]) -> int:
+    """Return the number of trained parameters, from shapes only (nothing is allocated)."""
+    model = DreamerModel(cfg, act_space, tuple(image_shape))
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), jnp.uint8),
+                            jnp.zeros((1, act_space.n)), jnp.ones((1,), bool), jax.random.PRNGKey(1))
+    return sum(x.size for x in jax.tree.leaves(shapes))

@@ -77,3 +77,12 @@ def test_config_keys_lists_every_key_with_its_meaning(capsys) -> None:
 def test_envs_lists_registered_games(capsys) -> None:
     assert main(["envs"]) == 0
     assert "crafter" in capsys.readouterr().out
+
+
+def test_train_dry_run_prints_parameter_counts_and_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--configs", "crafter", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "resolved model: 687,875 parameters" in out
+    assert "size12m:    10,498,259 parameters" in out and "size400m" in out
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ from app.config import load_blocks
 from trainer.agent import DreamerAgent
 from trainer.config import TrainerConfig
 from trainer.dreamer import init_state, make_train_step
-from trainer.model import ActSpace, DreamerModel
+from trainer.model import ActSpace, count_parameters
 from trainer.replay import Replay, step_spec
 
 TINY = TrainerConfig(**load_blocks()["tiny"]["trainer"])
@@ -26,13 +26,6 @@ TINY = TrainerConfig(**load_blocks()["tiny"]["trainer"])
 def train_step_for(cfg: TrainerConfig, act: ActSpace):
     """One jitted step per config for the whole module: compiling dominates these tests' time."""
     return make_train_step(cfg, act, (64, 64, 3))
-
-
-def param_count(cfg: TrainerConfig, act: ActSpace, shape=(64, 64, 3)) -> int:
-    model = DreamerModel(cfg, act, shape)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *shape), jnp.uint8),
-                            jnp.zeros((1, act.n)), jnp.ones((1,), bool), jax.random.PRNGKey(1))
-    return sum(x.size for x in jax.tree.leaves(shapes))
 
 
 @pytest.mark.parametrize(("block", "count"), [
@@ -46,7 +39,7 @@ def param_count(cfg: TrainerConfig, act: ActSpace, shape=(64, 64, 3)) -> int:
 ])
 def test_parameter_counts_of_the_size_blocks(block, count) -> None:
     cfg = TrainerConfig(**load_blocks()[block]["trainer"])
-    assert param_count(cfg, ActSpace(True, 17)) == count
+    assert count_parameters(cfg, ActSpace(True, 17), (64, 64, 3)) == count
 
 
 def batch_of(cfg: TrainerConfig, act: ActSpace, shape=(64, 64, 3), seed=0) -> dict:
