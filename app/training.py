@@ -55,7 +55,7 @@ def load_policy(cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space
     if restored is None:
         return agent, None
     step, state, _ = restored
-    agent.state, agent.params = state, state.params
+    agent.load_state(state)
     return agent, step
 
 
@@ -109,7 +109,7 @@ class Training:
         restored = self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0})
         if restored is not None:
             step, state, meta = restored
-            self.agent.state, self.agent.params = state, state.params
+            self.agent.load_state(state)
             self.learner.updates = int(meta["updates"])
             self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
         self.replay.load()

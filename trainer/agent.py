@@ -16,6 +16,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trainer.config import TrainerConfig
 from trainer.dists import twohot_mean
@@ -23,9 +24,21 @@ from trainer.dreamer import TrainState, act_step, init_state, make_train_step, p
 from trainer.errors import TrainerError
 from trainer.model import ActSpace, DreamerModel, feature
 
-__all__ = ["DreamerAgent", "PolicyState", "act_space_of"]
+__all__ = ["DreamerAgent", "PolicyState", "act_space_of", "data_mesh"]
 
 log = logging.getLogger(__name__)
+
+
+def data_mesh(batch_size: int) -> Mesh | None:
+    """Return a 1-D 'data' mesh over every device when there is more than one, else None."""
+    devices = jax.devices()
+    if len(devices) < 2:
+        return None
+    if batch_size % len(devices):
+        raise TrainerError(f"trainer.batch_size = {batch_size} must be divisible by the {len(devices)} devices "
+                           "to split it over them (or set trainer.data_parallel: false)")
+    log.info("data-parallel training over %d devices: %s", len(devices), ", ".join(map(str, devices)))
+    return Mesh(np.array(devices), ("data",))
 
 
 def act_space_of(space: gym.Space) -> ActSpace:
@@ -60,16 +73,27 @@ class DreamerAgent:
         self._lock = threading.Lock()
         t0 = time.monotonic()
         self._key, k = jax.random.split(self._key)
+        self.mesh = data_mesh(cfg.batch_size) if cfg.data_parallel else None
         self.state: TrainState = jax.jit(init_state, static_argnums=(0, 1, 2))(cfg, self.act_space,
                                                                                 self.image_shape, k)
+        if self.mesh is not None:
+            self.state = jax.device_put(self.state, NamedSharding(self.mesh, PartitionSpec()))
         self.params = self.state.params  # the snapshot actors and the overlay read
         self.param_count = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
-        self._train_step = make_train_step(cfg, self.act_space, self.image_shape)
+        self._train_step = make_train_step(cfg, self.act_space, self.image_shape, self.mesh)
         self._policy_step = jax.jit(self._policy_fn)
         self._imagine = jax.jit(self._imagine_fn, static_argnums=(2,))
         self._open_loop = jax.jit(self._open_loop_fn, static_argnums=(3,))
         self._server = None
         log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
+
+    def load_state(self, state: TrainState) -> None:
+        """Adopt a restored train state (placed on this agent's devices) and publish its parameters."""
+        if self.mesh is not None:
+            state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+        self.state, self.params = state, state.params
+        if self._server is not None:
+            self._server.sync(jax.device_get(state.params))
 
     # -- keys ---------------------------------------------------------------------------------------------
 

@@ -98,6 +98,8 @@ class TrainerConfig:
     """Steps per replay file on disk; a kill -9 loses at most the unwritten part of one chunk."""
     train_after: Annotated[int, Interval(ge=0)] = 1024
     """Env steps collected before the first update."""
+    data_parallel: bool = True
+    """Split each batch over every local device (GPUs, or forced host devices); one device: no effect."""
     policy_process: bool = True
     """Act in a child process with its own single-threaded XLA runtime, so acting never waits for an update."""
     policy_sync_s: Annotated[float, Interval(ge=0, le=3600)] = 0.0
@@ -107,5 +109,8 @@ class TrainerConfig:
                                                   "blocks")
 
     def __post_init__(self) -> None:
+        if self.imag_last > self.batch_length:
+            raise ValueError(f"trainer.imag_last = {self.imag_last}: must be <= trainer.batch_length = "
+                             f"{self.batch_length} (0 means all)")
         if self.deter % self.blocks:
             raise ValueError(f"trainer.deter = {self.deter}: must be a multiple of trainer.blocks = {self.blocks}")

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trainer.config import TrainerConfig
 from trainer.dists import (
@@ -104,8 +105,13 @@ def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action
     return normal_logp(mean, std, action), normal_entropy(std)
 
 
-def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int]):
+def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int],
+                    mesh: Mesh | None = None):
     """Return the jitted `train_step(state, batch, key) -> (state, metrics)`.
+
+    With a `mesh` (axis 'data'), the batch is split over its devices and the state replicated; XLA
+    partitions the step and averages the gradients across devices, so the update equals the one-device
+    update on the same batch.
 
     batch: image uint8[B, T, H, W, C]; action int32[B, T] (discrete) or float32[B, T, A]; reward float32[B, T];
     is_first, is_last, is_terminal bool[B, T]. `action[t]` is the action taken after observing step t.
@@ -221,7 +227,6 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         })
         return total, (jnp.stack([lo, hi]), metrics)
 
-    @jax.jit
     def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         grads, (retnorm, metrics) = jax.grad(loss_fn, has_aux=True)(
             state.params, state.slow, state.retnorm, batch, key)
@@ -238,4 +243,7 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
                         "opt/param_norm": optax.tree.norm(params), "opt/finite": finite.astype(jnp.float32)})
         return state, metrics
 
-    return train_step
+    if mesh is None:
+        return jax.jit(train_step)
+    replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+    return jax.jit(train_step, in_shardings=(replicated, split, replicated), out_shardings=(replicated, replicated))
