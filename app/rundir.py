@@ -85,6 +85,14 @@ class RunDir:
         return self.root / "recordings"
 
     @property
+    def hls_dir(self) -> Path:
+        return self.root / "hls"
+
+    @property
+    def rtmp_dir(self) -> Path:
+        return self.root / "rtmp"
+
+    @property
     def dashboard_url_path(self) -> Path:
         return self.root / "dashboard.url"
 
@@ -100,7 +108,7 @@ class RunDir:
         """Create the folders; raise RunDirError when the location is unusable."""
         try:
             for d in (self.root, self.log_path.parent, self.metrics_dir, self.checkpoints_dir,
-                      self.replay_dir, self.recordings_dir):
+                      self.replay_dir, self.recordings_dir, self.hls_dir):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunDirError(f"cannot create run dir {self.root}: {exc.strerror}; "

@@ -30,7 +30,7 @@ from app.storage import add_event, ensure_run, open_database, record_episode, up
 from app.supervisor import Supervisor
 from app.training import Training
 from overlays import Layout, compose, fallback_frame
-from stream import Broadcaster, check_ffmpeg, output_for
+from stream import Broadcaster, LocalRtmpServer, check_ffmpeg, output_for
 
 __all__ = ["Counters", "Runner"]
 
@@ -86,6 +86,7 @@ class Runner:
         self._composed: np.ndarray | None = None
         self.supervisor = Supervisor(self.stop_event, on_event=self._record_event)
         self.broadcaster: Broadcaster | None = None
+        self.local_server: LocalRtmpServer | None = None
         self.dashboard: DashboardServer | None = None
         self.sessions = None
         self._engine = None
@@ -141,6 +142,8 @@ class Runner:
                 self.training.close()
             if self.broadcaster is not None:
                 self.broadcaster.close()
+            if self.local_server is not None:
+                self.local_server.stop()
             if self.dashboard is not None:
                 self.dashboard.close()
             self.save_state()
@@ -170,14 +173,21 @@ class Runner:
             check_ffmpeg(cfg.stream.ffmpeg_path)
         if self._with_dashboard:
             services = DashboardServices(status=self.status, frame_jpeg=self.frame_jpeg, sessions=self.sessions,
-                                         run_id=self.run_id)
+                                         run_id=self.run_id,
+                                         hls_dir=self.rundir.hls_dir if cfg.stream.enabled and cfg.stream.hls else None)
             self.dashboard = DashboardServer(create_app(cfg.dashboard, services), cfg.dashboard.host,
                                              cfg.dashboard.port)
             atomic_write_text(self.rundir.dashboard_url_path, self.dashboard.url + "\n")
             self.supervisor.add("dashboard", self.dashboard.serve)
         if self._with_stream:
-            self.broadcaster = Broadcaster(cfg.stream, output_for(cfg.stream, self.rundir.recordings_dir),
-                                           recordings_dir=self.rundir.recordings_dir)
+            url = None
+            if cfg.stream.target == "local":
+                self.local_server = LocalRtmpServer(self.rundir.rtmp_dir).start()
+                url = self.local_server.url()
+                log.info("local RTMP server at %s (recordings in %s)", url, self.rundir.rtmp_dir / "rec")
+            output = output_for(cfg.stream, self.rundir.recordings_dir, self.rundir.hls_dir, url=url)
+            self.broadcaster = Broadcaster(cfg.stream, output, recordings_dir=self.rundir.recordings_dir,
+                                           hls_dir=self.rundir.hls_dir)
             self.broadcaster.start()
             self.supervisor.add("compositor", self._compose_loop)
         self.training = Training(cfg, obs_space, action_space, run_root=self.rundir.root,

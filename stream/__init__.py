@@ -7,7 +7,8 @@ from stream.broadcaster import Broadcaster, prune_recordings
 from stream.config import StreamConfig
 from stream.encoder import EncoderProcess
 from stream.errors import StreamError
-from stream.ffmpeg_args import Output, check_ffmpeg, ffmpeg_argv, output_for, redact
+from stream.ffmpeg_args import Output, Sink, check_ffmpeg, ffmpeg_argv, output_for, redact
+from stream.local_server import LocalRtmpServer
 
-__all__ = ["Broadcaster", "EncoderProcess", "Output", "StreamConfig", "StreamError", "check_ffmpeg",
-           "ffmpeg_argv", "output_for", "prune_recordings", "redact"]
+__all__ = ["Broadcaster", "EncoderProcess", "LocalRtmpServer", "Output", "Sink", "StreamConfig", "StreamError",
+           "check_ffmpeg", "ffmpeg_argv", "output_for", "prune_recordings", "redact"]

@@ -50,22 +50,25 @@ def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv
 class Broadcaster:
     """Feeds composed frames to a supervised ffmpeg at a fixed rate."""
 
-    def __init__(self, cfg: StreamConfig, output: Output, *, recordings_dir: Path | None = None) -> None:
+    def __init__(self, cfg: StreamConfig, output: Output, *, recordings_dir: Path | None = None,
+                 hls_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.output = output
         self.recordings_dir = recordings_dir
+        self.hls_dir = hls_dir
         self._shape = (cfg.height, cfg.width, 3)
         self._lock = threading.Lock()
         self._latest: np.ndarray | None = None
         self._latest_is_new = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reconnect_reason = ""
         self._watchdog: threading.Thread | None = None
         self._encoder: EncoderProcess | None = None
         self._write_started: float | None = None
         self._state = "stopped"
         self._counts = {"frames_offered": 0, "frames_written": 0, "frames_repeated": 0, "frames_dropped": 0,
-                        "restarts": 0, "stalls": 0}
+                        "restarts": 0, "stalls": 0, "scheduled_reconnects": 0}
         self._last_error = ""
         self._live_since: float | None = None
         self._started_at: float | None = None
@@ -149,6 +152,11 @@ class Broadcaster:
                 ran_s = time.monotonic() - encoder.started_at
                 if self._stop.is_set():
                     break
+                if self._reconnect_reason:
+                    log.info("reconnected the stream: %s", self._reconnect_reason)
+                    self._reconnect_reason = ""
+                    self._counts["scheduled_reconnects"] += 1
+                    continue  # a planned reconnect: no backoff, not counted as a failure
                 self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
                 log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
                 if ran_s >= STABLE_AFTER_S:
@@ -185,6 +193,9 @@ class Broadcaster:
             if self.output.is_file and self.recordings_dir is not None and now - last_prune > PRUNE_EVERY_S:
                 last_prune = now
                 prune_recordings(self.recordings_dir, self.cfg.keep_recordings_mb)
+            if self._live_since is not None and now - self._live_since > self.cfg.max_session_h * 3600:
+                self._reconnect_reason = f"{self.cfg.max_session_h:g} h live (Twitch ends broadcasts at 48 h)"
+                return  # _run restarts ffmpeg at once
             deadline += period
             if deadline < now - 1.0:
                 deadline = now  # fell far behind (e.g. ffmpeg slow to start): do not burst to catch up
@@ -216,4 +227,6 @@ class Broadcaster:
             "live_s": round(now - self._live_since, 1) if self._live_since else 0.0,
             "uptime_s": round(now - self._started_at, 1) if self._started_at else 0.0,
             "ffmpeg_pid": encoder.pid if encoder is not None and encoder.is_running() else None,
+            "bitrate_kbps": encoder.bitrate_kbps if encoder is not None else None,
+            "speed": encoder.progress.get("speed", "").strip() or None if encoder is not None else None,
         }

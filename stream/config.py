@@ -17,7 +17,16 @@ class StreamConfig:
     enabled: bool = True
     """Encode and send the broadcast frame at all (off: no ffmpeg is started)."""
     target: str = "file"
-    """Where the broadcast goes: 'file' (FLV segments in the run dir), 'twitch', or an rtmp(s):// URL."""
+    """Where the broadcast goes: 'file' (FLV segments in the run dir), 'local' (a local nginx-rtmp server the
+    app starts, which records too), 'twitch', or an rtmp(s):// URL."""
+    record: bool = False
+    """Also record FLV segments in the run dir when the target is not 'file' (one encode, two outputs)."""
+    hls: bool = True
+    """Also write a live HLS playlist (2 s segments, last few kept) in the run dir for the dashboard preview."""
+    music_path: str = ""
+    """Audio file looped under the stream ('' gives a silent AAC track, which ingests still require)."""
+    max_session_h: Annotated[float, Interval(gt=0, le=48)] = 47.0
+    """Reconnect after this many hours live: Twitch ends a broadcast at 48 h."""
     twitch_ingest_url: str = "rtmp://ingest.global-contribute.live-video.net/app"
     """Twitch ingest base URL; the stream key is appended as the last path element."""
     twitch_bandwidth_test: bool = False
@@ -53,8 +62,9 @@ class StreamConfig:
         if self.width % 2 or self.height % 2:
             raise ValueError(f"stream.width x stream.height = {self.width}x{self.height}: must both be even "
                              "(yuv420p needs even sizes)")
-        if self.target not in ("file", "twitch") and not self.target.startswith(("rtmp://", "rtmps://")):
-            raise ValueError(f"stream.target = {self.target!r}: must be 'file', 'twitch' or an rtmp(s):// URL")
+        if self.target not in ("file", "local", "twitch") and not self.target.startswith(("rtmp://", "rtmps://")):
+            raise ValueError(f"stream.target = {self.target!r}: must be 'file', 'local', 'twitch' or an rtmp(s):// "
+                             "URL")
         if self.target == "twitch" and not self.stream_key:
             raise ValueError("stream.target = 'twitch' needs the stream key: set TWITCH_STREAM_KEY in the "
                              "environment or an env file")

@@ -27,14 +27,20 @@ class EncoderProcess:
         log.debug("starting %s", redact(" ".join(argv), secrets))
         # A new session keeps the terminal's Ctrl-C away from ffmpeg: the app decides when it stops.
         # If the app dies (even by kill -9), stdin reaches EOF and ffmpeg ends by itself (-shortest).
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
         self.pid = self.proc.pid
         self.started_at = time.monotonic()
         self.errors: collections.deque[str] = collections.deque(maxlen=20)
         self.kill_reason = ""
+        self.progress: dict[str, str] = {}
+        """The newest complete block of ffmpeg's -progress output (bitrate, total_size, speed, ...)."""
+        self.progress_at: float | None = None
         self._stderr = threading.Thread(target=self._drain, name=f"ffmpeg-stderr-{self.pid}", daemon=True)
+        self._stdout = threading.Thread(target=self._read_progress, name=f"ffmpeg-progress-{self.pid}",
+                                        daemon=True)
         self._stderr.start()
+        self._stdout.start()
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -43,6 +49,24 @@ class EncoderProcess:
             if line:
                 self.errors.append(line)
                 log.warning("ffmpeg[%d]: %s", self.pid, line)
+
+    def _read_progress(self) -> None:
+        assert self.proc.stdout is not None
+        block: dict[str, str] = {}
+        for raw in iter(self.proc.stdout.readline, b""):
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            block[key] = value
+            if key == "progress":  # the last line of each block
+                self.progress, self.progress_at, block = block, time.monotonic(), {}
+
+    @property
+    def bitrate_kbps(self) -> float | None:
+        """The output bitrate ffmpeg reports (None until its first progress block)."""
+        text = self.progress.get("bitrate", "").removesuffix("kbits/s")
+        try:
+            return float(text)
+        except ValueError:
+            return None
 
     @property
     def last_error(self) -> str:
@@ -92,6 +116,8 @@ class EncoderProcess:
             except subprocess.TimeoutExpired:
                 continue
         self._stderr.join(timeout=2.0)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self._stdout.join(timeout=2.0)
+        for pipe in (self.proc.stderr, self.proc.stdout):
+            if pipe:
+                pipe.close()
         return self.proc.returncode

@@ -14,7 +14,7 @@ import ffmpeg
 from stream.config import StreamConfig
 from stream.errors import StreamError
 
-__all__ = ["Output", "check_ffmpeg", "ffmpeg_argv", "output_for", "redact"]
+__all__ = ["Output", "Sink", "check_ffmpeg", "ffmpeg_argv", "output_for", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +22,37 @@ MASK = "***"
 
 
 @dataclass(frozen=True)
-class Output:
-    """Where one ffmpeg process writes: a URL, or a strftime file pattern for recording segments."""
+class Sink:
+    """One place the encoded stream goes: a URL or file pattern and its muxer options."""
 
     url: str = field(repr=False)
-    is_file: bool
+    muxer: str
+    options: tuple[tuple[str, str], ...] = ()
+    required: bool = True
+    """A required sink failing ends ffmpeg (and the supervisor reconnects); others are dropped on failure."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where one ffmpeg process writes: one or more sinks (several are fed by the tee muxer, one encode)."""
+
+    sinks: tuple[Sink, ...]
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    """Substrings of `url` (stream keys) that must never be shown."""
+    """Substrings of the URLs (stream keys) that must never be shown."""
+
+    @property
+    def url(self) -> str:
+        return self.sinks[0].url
+
+    @property
+    def is_file(self) -> bool:
+        return self.sinks[0].muxer == "segment"
 
     @property
     def shown(self) -> str:
-        """The URL with its secrets masked, safe for logs and the dashboard."""
-        return redact(self.url, self.secrets)
+        """The primary URL with its secrets masked, safe for logs and the dashboard."""
+        extra = f" (+{len(self.sinks) - 1} more)" if len(self.sinks) > 1 else ""
+        return redact(self.url, self.secrets) + extra
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
@@ -42,46 +61,85 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
         if secret:
             text = text.replace(secret, MASK)
     # A stream key is the last path element of an ingest URL; mask it even if it was not declared secret.
-    return re.sub(r"(rtmps?://[^\s/]+/app/)[^\s'\":]+", rf"\g<1>{MASK}", text)
+    return re.sub(r"(rtmps?://[^\s/]+/app/)[^\s'\":|\]]+", rf"\g<1>{MASK}", text)
 
 
-def output_for(cfg: StreamConfig, recordings_dir: Path) -> Output:
-    """Return the output of the configured target."""
-    if cfg.target == "file":
-        return Output(url=str(recordings_dir / "stream-%Y%m%d-%H%M%S.flv"), is_file=True)
-    if cfg.target == "twitch":
+def _segments(cfg: StreamConfig, recordings_dir: Path, required: bool) -> Sink:
+    return Sink(str(recordings_dir / "stream-%Y%m%d-%H%M%S.flv"), "segment",
+                (("segment_format", "flv"), ("segment_time", str(round(cfg.segment_minutes * 60))),
+                 ("strftime", "1"), ("reset_timestamps", "1"),
+                 ("segment_format_options", "flvflags=no_duration_filesize")), required)
+
+
+def output_for(cfg: StreamConfig, recordings_dir: Path, hls_dir: Path | None = None, *,
+               url: str | None = None) -> Output:
+    """Return the outputs of the configured target (`url` overrides it, e.g. a local server's)."""
+    flv = (("flvflags", "no_duration_filesize"),)
+    secrets: tuple[str, ...] = ()
+    if url is not None:
+        sinks = [Sink(url, "flv", flv)]
+    elif cfg.target == "file":
+        sinks = [_segments(cfg, recordings_dir, required=True)]
+    elif cfg.target == "twitch":
         query = "?bandwidthtest=true" if cfg.twitch_bandwidth_test else ""
-        return Output(url=f"{cfg.twitch_ingest_url.rstrip('/')}/{cfg.stream_key}{query}", is_file=False,
-                      secrets=(cfg.stream_key,))
-    secrets = (cfg.stream_key,) if cfg.stream_key and cfg.stream_key in cfg.target else ()
-    return Output(url=cfg.target, is_file=False, secrets=secrets)
+        sinks = [Sink(f"{cfg.twitch_ingest_url.rstrip('/')}/{cfg.stream_key}{query}", "flv", flv)]
+        secrets = (cfg.stream_key,)
+    elif cfg.target == "local":
+        raise ValueError("stream.target 'local' needs the local server's URL (pass url=)")
+    else:
+        sinks = [Sink(cfg.target, "flv", flv)]
+        secrets = (cfg.stream_key,) if cfg.stream_key and cfg.stream_key in cfg.target else ()
+    if cfg.record and sinks[0].muxer != "segment":
+        sinks.append(_segments(cfg, recordings_dir, required=False))
+    if cfg.hls and hls_dir is not None:
+        sinks.append(Sink(str(hls_dir / "index.m3u8"), "hls",
+                          (("hls_time", str(round(cfg.keyframe_interval_s))), ("hls_list_size", "6"),
+                           ("hls_flags", "delete_segments+omit_endlist+temp_file")), required=False))
+    return Output(tuple(sinks), secrets)
+
+
+def _tee(sinks: tuple[Sink, ...]) -> str:
+    parts = []
+    for sink in sinks:
+        opts = [f"f={sink.muxer}", *(f"{k}={v}" for k, v in sink.options)]
+        if not sink.required:
+            opts.append("onfail=ignore")
+        parts.append(f"[{':'.join(opts)}]{sink.url}")
+    return "|".join(parts)
 
 
 def ffmpeg_argv(cfg: StreamConfig, output: Output, *, ffmpeg_path: str | None = None) -> list[str]:
-    """Return the argv: raw RGB frames on stdin + silent AAC -> x264 strict CBR, 2 s GOP -> FLV."""
+    """Return the argv: raw RGB frames on stdin + AAC audio -> x264 strict CBR, 2 s GOP -> the sinks.
+
+    Progress (bitrate, frames, speed) is written as key=value lines to stdout every second.
+    """
     fps = cfg.fps
     gop = max(1, round(cfg.keyframe_interval_s * fps))
     kbps = cfg.bitrate_kbps
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{cfg.width}x{cfg.height}",
                          framerate=fps, thread_queue_size=512)
-    audio = ffmpeg.input("anullsrc=channel_layout=stereo:sample_rate=44100", f="lavfi", thread_queue_size=512)
-    options = {
+    if cfg.music_path:
+        audio = ffmpeg.input(cfg.music_path, stream_loop=-1, thread_queue_size=512)
+    else:
+        audio = ffmpeg.input("anullsrc=channel_layout=stereo:sample_rate=44100", f="lavfi", thread_queue_size=512)
+    options: dict[str, object] = {
         "vcodec": "libx264", "preset": cfg.preset, "pix_fmt": "yuv420p", "profile:v": "main",
         "b:v": f"{kbps}k", "minrate": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k",
         "x264-params": "nal-hrd=cbr:force-cfr=1", "g": gop, "keyint_min": gop, "sc_threshold": 0, "r": fps,
         "acodec": "aac", "b:a": f"{cfg.audio_bitrate_kbps}k", "ar": 44100, "ac": 2,
-        # -shortest ends ffmpeg when stdin closes; the infinite anullsrc would keep it alive otherwise.
+        # -shortest ends ffmpeg when stdin closes; the infinite audio input would keep it alive otherwise.
         "shortest": None,
     }
-    if output.is_file:
-        options.update(f="segment", segment_format="flv", segment_time=round(cfg.segment_minutes * 60),
-                       strftime=1, reset_timestamps=1, segment_format_options="flvflags=no_duration_filesize")
+    if len(output.sinks) == 1:
+        sink = output.sinks[0]
+        options.update(f=sink.muxer, **dict(sink.options))
+        target = sink.url
     else:
-        options.update(f="flv", flvflags="no_duration_filesize")
-    out = ffmpeg.output(video, audio, output.url, **options).global_args(
-        "-hide_banner", "-loglevel", "warning", "-nostats", "-nostdin")
-    argv = out.compile(cmd=ffmpeg_path or cfg.ffmpeg_path)
-    return argv
+        options["f"] = "tee"
+        target = _tee(output.sinks)
+    out = ffmpeg.output(video, audio, target, **options).global_args(
+        "-hide_banner", "-loglevel", "warning", "-nostats", "-nostdin", "-progress", "pipe:1", "-stats_period", "1")
+    return out.compile(cmd=ffmpeg_path or cfg.ffmpeg_path)
 
 
 def check_ffmpeg(path: str, timeout_s: float = 10.0) -> str:

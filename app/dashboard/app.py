@@ -37,6 +37,8 @@ class DashboardServices:
     """The latest broadcast frame as JPEG, or None before the first."""
     sessions: sessionmaker[Session] | None = None
     run_id: int | None = None
+    hls_dir: Path | None = None
+    """Folder of the live HLS playlist (index.m3u8) the preview plays, when the stream writes one."""
 
 
 def _auth(token: str) -> Callable[[Request], None]:
@@ -114,4 +116,22 @@ def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
 
     app.include_router(_pages_router(templates, cfg), dependencies=auth)
     app.include_router(_status_router(services), dependencies=auth)
+    if services.hls_dir is not None:
+        app.include_router(_hls_router(services.hls_dir), dependencies=auth)
     return app
+
+
+def _hls_router(directory: Path) -> APIRouter:
+    """Serve the live HLS playlist and its segments (only those two kinds of file, never anything else)."""
+    router = APIRouter(prefix="/hls")
+    media = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+
+    @router.get("/{name}")
+    def hls(name: str) -> Response:
+        path = directory / name
+        if "/" in name or path.suffix not in media or not path.is_file():
+            raise HTTPException(status_code=404, detail="no such HLS file")
+        return Response(content=path.read_bytes(), media_type=media[path.suffix],
+                        headers={"Cache-Control": "no-store"})
+
+    return router

@@ -1,0 +1,159 @@
+"""The broadcast against a real local RTMP server (Debian's nginx + rtmp module), read back with ffprobe:
+Twitch-grade encoding, recovery when ffmpeg or the server dies, extra outputs, music, scheduled reconnects."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from stream import Broadcaster, LocalRtmpServer, StreamConfig, output_for
+from tests.conftest import ffprobe, keyframe_times, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    with LocalRtmpServer(tmp_path / "nginx") as server:
+        yield server
+
+
+class Producer:
+    """Offers a moving test pattern at ~2x the stream rate from a thread; records the longest offer."""
+
+    def __init__(self, broadcaster: Broadcaster, cfg: StreamConfig) -> None:
+        self.b, self.cfg = broadcaster, cfg
+        self.max_offer_s = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        x = np.arange(self.cfg.width)[None, :]
+        for i in itertools.count():
+            if self.stop.is_set():
+                return
+            frame = np.zeros((self.cfg.height, self.cfg.width, 3), np.uint8)
+            frame[..., 1] = (x + 6 * i) % 256
+            t0 = time.perf_counter()
+            self.b.offer(frame)
+            self.max_offer_s = max(self.max_offer_s, time.perf_counter() - t0)
+            time.sleep(0.5 / self.cfg.fps)
+
+    def __enter__(self) -> Producer:
+        self.b.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.b.close()
+
+
+def publishing(server: LocalRtmpServer) -> bool:
+    return "<publishing/>" in server.stat()
+
+
+def test_rtmp_stream_is_twitch_grade(nginx, tmp_path) -> None:
+    cfg = StreamConfig(target=nginx.url("testkey"))
+    b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    with Producer(b, cfg) as producer:
+        wait_for(lambda: publishing(nginx), "nginx to see a publisher")
+        live = ffprobe(nginx.url("testkey"), timeout_s=60)
+        assert {s["codec_name"] for s in live["streams"]} == {"h264", "aac"}
+        time.sleep(5)
+    (rec,) = nginx.recordings("testkey")
+    info = ffprobe(rec)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (video["codec_name"], video["profile"], video["width"], video["height"], video["r_frame_rate"]) == \
+        ("h264", "Main", 1280, 720, "30/1")
+    assert (audio["codec_name"], audio["profile"]) == ("aac", "LC")
+    keys = keyframe_times(rec)
+    assert len(keys) >= 3 and all(abs(b2 - b1 - 2.0) < 0.05 for b1, b2 in itertools.pairwise(keys)), keys
+    assert producer.max_offer_s < 1.0  # offer() is O(1); a blocked producer would take seconds
+    assert b.health()["bitrate_kbps"] is None  # reported while live only; closed now
+
+
+def test_killed_ffmpeg_resumes_on_the_same_url_within_5_s(nginx, tmp_path) -> None:
+    cfg = StreamConfig(target=nginx.url("k"), width=640, height=360, preset="ultrafast", bitrate_kbps=800)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    with Producer(b, cfg) as producer:
+        wait_for(lambda: b.health()["state"] == "live" and publishing(nginx), "the first publish")
+        wait_for(lambda: (b.health()["bitrate_kbps"] or 0) > 0, "ffmpeg to report its bitrate")
+        pid = b.health()["ffmpeg_pid"]
+        psutil.Process(pid).kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: b.health()["ffmpeg_pid"] not in (None, pid) and b.health()["state"] == "live"
+                 and publishing(nginx), "the stream to resume")
+        resumed_s = time.monotonic() - killed_at
+        time.sleep(1.0)
+    assert resumed_s < 5.0, resumed_s
+    assert len(nginx.recordings("k")) == 2 and b.health()["restarts"] == 1
+    assert producer.max_offer_s < 1.0
+
+
+def test_restarted_server_gets_the_stream_back(nginx, tmp_path) -> None:
+    cfg = StreamConfig(target=nginx.url("k"), width=640, height=360, preset="ultrafast", bitrate_kbps=800,
+                       restart_backoff_max_s=2)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    with Producer(b, cfg) as producer:
+        wait_for(lambda: publishing(nginx), "the first publish")
+        nginx.kill()
+        wait_for(lambda: b.health()["restarts"] >= 1, "ffmpeg to notice the server is gone")
+        nginx.start()
+        wait_for(lambda: publishing(nginx), "the stream to come back after the restart")
+        wait_for(lambda: nginx.recordings("k") and nginx.recordings("k")[-1].stat().st_size > 20_000,
+                 "the new recording to grow")
+    assert len(nginx.recordings("k")) >= 2
+    assert producer.max_offer_s < 1.0
+
+
+def test_extra_outputs_record_and_hls_beside_rtmp(nginx, tmp_path) -> None:
+    cfg = StreamConfig(target=nginx.url("k"), record=True, hls=True, width=640, height=360, preset="ultrafast",
+                       bitrate_kbps=800)
+    rec, hls = tmp_path / "rec", tmp_path / "hls"
+    rec.mkdir()
+    hls.mkdir()
+    b = Broadcaster(cfg, output_for(cfg, rec, hls), recordings_dir=rec, hls_dir=hls)
+    with Producer(b, cfg):
+        wait_for(lambda: (hls / "index.m3u8").exists() and len(list(hls.glob("*.ts"))) >= 2, "HLS segments")
+        wait_for(lambda: publishing(nginx), "the RTMP publish")
+    (recording,) = rec.glob("stream-*.flv")
+    for target in (recording, hls / "index.m3u8", nginx.recordings("k")[0]):
+        assert {s["codec_name"] for s in ffprobe(target)["streams"]} == {"h264", "aac"}, target
+
+
+def test_looped_music_is_audible(nginx, tmp_path) -> None:
+    music = tmp_path / "tone.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(music)],
+                   check=True, timeout=60)
+    cfg = StreamConfig(target=nginx.url("k"), music_path=str(music), width=640, height=360, preset="ultrafast",
+                       bitrate_kbps=800)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    with Producer(b, cfg):
+        wait_for(lambda: publishing(nginx), "the publish")
+        time.sleep(4)  # longer than the 1 s file: it must loop
+    (rec,) = nginx.recordings("k")
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-ss", "2", "-i", str(rec), "-af", "volumedetect", "-vn", "-f",
+                          "null", "-"], capture_output=True, text=True, timeout=60)
+    mean_db = float(out.stderr.split("mean_volume:")[1].split("dB")[0])
+    assert mean_db > -40, out.stderr[-500:]  # a silent track reads about -91 dB
+
+
+def test_scheduled_reconnect_before_the_session_limit(nginx, tmp_path) -> None:
+    cfg = StreamConfig(target=nginx.url("k"), max_session_h=3 / 3600, width=640, height=360, preset="ultrafast",
+                       bitrate_kbps=800)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    with Producer(b, cfg):
+        wait_for(lambda: b.health()["scheduled_reconnects"] >= 1 and b.health()["state"] == "live"
+                 and publishing(nginx), "a scheduled reconnect")
+    health = b.health()
+    assert health["restarts"] == 0 and health["last_error"] == ""  # planned, not a failure
+    assert len(nginx.recordings("k")) >= 2
