@@ -24,6 +24,9 @@ from trainer.errors import TrainerError
 
 __all__ = ["Training", "enable_compile_cache", "load_policy"]
 
+STARTUP_PACE_S = 0.5
+"""Seconds per env step while the first update runs (its duration is not known yet)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +77,6 @@ class Training:
         self.checkpoint_step: int | None = None
         self.checkpoint_at: float | None = None
         self.last_metrics: dict[str, float] = {}
-        self._update_s_ema: float | None = None
         self._save_lock = threading.Lock()
         if cfg.trainer.agent == "random":
             self.agent: Any = RandomAgent(action_space, seed=cfg.trainer.seed)
@@ -142,11 +144,18 @@ class Training:
                          "is_first": is_first, "is_last": is_last, "is_terminal": is_terminal})
 
     def pace_s(self) -> float:
-        """Seconds per env step that keep the train ratio at the learner's speed (0: no pacing needed)."""
-        if not (self.is_learning and self.cfg.run.pace_to_learner) or self._update_s_ema is None:
+        """Seconds per env step that keep the train ratio at the learner's speed (0: no pacing needed).
+
+        Before training starts the actor runs free (it fills replay); once it could train but no update has
+        finished yet, it slows to STARTUP_PACE_S per step (slowed, never paused) until the speed is known.
+        """
+        if not (self.is_learning and self.cfg.run.pace_to_learner) or self.env_steps() < self.cfg.trainer.train_after:
             return 0.0
+        ema = self.learner.update_s_ema
+        if ema is None:
+            return STARTUP_PACE_S
         t = self.cfg.trainer
-        return self._update_s_ema * self.cfg.run.train_ratio / (t.batch_size * t.batch_length)
+        return ema * self.cfg.run.train_ratio / (t.batch_size * t.batch_length)
 
     # -- learning -----------------------------------------------------------------------------------------
 
@@ -157,8 +166,6 @@ class Training:
             return
 
         def handle(updates: int, metrics: dict[str, float]) -> None:
-            s = metrics["train/s_per_update"]
-            self._update_s_ema = s if self._update_s_ema is None else 0.8 * self._update_s_ema + 0.2 * s
             self.last_metrics = metrics
             on_metrics(updates, metrics)
 
@@ -191,7 +198,7 @@ class Training:
             "learner": self.learner.state,
             "updates": self.learner.updates,
             "train_ratio": round(self.learner.ratio(), 2),
-            "s_per_update": round(self._update_s_ema or 0.0, 2),
+            "s_per_update": round(self.learner.update_s_ema or 0.0, 2),
             "replay_steps": self.replay.size,
             "compile_s": round(self.compile_s, 1),
             "checkpoint": self.checkpoint_step,

@@ -13,6 +13,7 @@ the Crafter score (geometric mean of achievement success rates) and per-achievem
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sqlite3
@@ -50,7 +51,7 @@ def episodes(logdir: Path, mode: str = "train") -> list[tuple[int, float, dict]]
 def curve(eps: list[tuple[int, float, dict]], steps: int, points: int = 10) -> list[tuple[int, float]]:
     edges = np.linspace(0, steps, points + 1)
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         scores = [s for step, s, _ in eps if lo < step <= hi]
         out.append((int(hi), round(float(np.mean(scores)), 3) if scores else float("nan")))
     return out

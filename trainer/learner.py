@@ -61,6 +61,8 @@ class Learner:
         self.batch_size, self.batch_length = agent.cfg.batch_size, agent.cfg.batch_length
         self.train_after = agent.cfg.train_after
         self.last_update_s = 0.0
+        self.update_s_ema: float | None = None
+        """Smoothed seconds per update (None before the first), for pacing the actor."""
         self.nonfinite = 0
         self.state = "waiting for data"
 
@@ -96,6 +98,8 @@ class Learner:
             host = {k: float(v) for k, v in jax.device_get(metrics).items()}
             self.updates += 1
             self.last_update_s = time.monotonic() - t0
+            self.update_s_ema = self.last_update_s if self.update_s_ema is None else \
+                0.9 * self.update_s_ema + 0.1 * self.last_update_s
             if not lowered:  # XLA's compute threads exist once a step has run
                 lowered = True
                 log.debug("lowered the CPU priority of %d learner threads", lower_compute_priority())

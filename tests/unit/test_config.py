@@ -72,8 +72,8 @@ def test_default_config_needs_no_credentials() -> None:
                  id="section-as-key"),
     pytest.param([], [("stream.width", 641)], "stream.width x stream.height = 641x720: must both be even "
                  "(yuv420p needs even sizes)", id="cross-field"),
-    pytest.param([], [("stream.target", "http://x")], "stream.target = 'http://x': must be 'file', 'local', 'twitch' or "
-                 "an rtmp(s):// URL", id="bad-target"),
+    pytest.param([], [("stream.target", "http://x")], "stream.target = 'http://x': must be 'file', 'local', "
+                 "'twitch' or an rtmp(s):// URL", id="bad-target"),
     pytest.param([], [("stream.stream_key", "live_123")], "stream.stream_key is a secret: set the environment "
                  "variable TWITCH_STREAM_KEY (or put it in an env file), not on the command line",
                  id="secret-on-command-line"),
