@@ -66,6 +66,10 @@ EXAMPLES = {
     "envs": """\
         examples:
           dreamstream envs""",
+    "stream": """\
+        examples:
+          dreamstream stream test --target local --seconds 10     # to a local nginx-rtmp, read back and checked
+          TWITCH_STREAM_KEY=... dreamstream stream test --target twitch --stream.twitch_bandwidth_test true""",
 }
 
 
@@ -121,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(show)
     cf_sub.add_parser("keys", help="list every key with its type, default and meaning")
     add("envs", "List the registered games.")
+    st = add("stream", "Check the broadcast setup.")
+    st_sub = st.add_subparsers(dest="stream_command", metavar="ACTION", required=True)
+    test = st_sub.add_parser("test", help="stream a test card and report what was sent and received",
+                             description="Stream a test card (colour bars, a moving marker, a clock) to the "
+                             "target; exits 1 if the target refused or dropped it.", formatter_class=formatter,
+                             epilog=textwrap.dedent(EXAMPLES["stream"]), allow_abbrev=False)
+    test.add_argument("--target", default="local",
+                      help="'local' (a local nginx-rtmp, read back and checked), 'twitch', or an rtmp(s):// URL")
+    test.add_argument("--seconds", type=float, default=10.0)
+    test.add_argument("--configs", nargs="*", default=[], metavar="BLOCK")
+    test.add_argument("--env-file", type=Path, default=None)
     return parser
 
 
@@ -336,6 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_config(args, overrides)
         if args.command == "envs":
             return _cmd_envs()
+        if args.command == "stream":
+            from app.stream_check import run_stream_test
+
+            cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
+            if args.target == "twitch" and not cfg.stream.stream_key:
+                raise ConfigError("--target twitch needs the stream key: set TWITCH_STREAM_KEY in the environment "
+                                  "or an env file")
+            return run_stream_test(cfg, args.target, args.seconds)
     except ConfigError as exc:
         print(f"ConfigError: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,14 @@
-"""Frame composition, pure: numpy frames and plain metrics in, a new uint8[H, W, 3] frame out.
+"""Frame composition, pure: numpy frames and plain data in, a new uint8[H, W, 3] RGB frame out.
 
-Nothing here imports the app or the stream; it never mutates its inputs.
+Nothing here imports the app, the stream, the trainer or the envs; nothing here mutates its inputs.
 """
 
-from overlays.compose import Layout, compose, fallback_frame, format_value
+from overlays.compose import clear_caches, compose, fallback_frame, format_value
 from overlays.errors import OverlayError
+from overlays.layout import Layout, Rect
+from overlays.state import ChatLine, Curve, Dream, OverlayState, Poll, Result
 
-__all__ = ["Layout", "OverlayError", "compose", "fallback_frame", "format_value"]
+__all__ = [
+    "ChatLine", "Curve", "Dream", "Layout", "OverlayError", "OverlayState", "Poll", "Rect", "Result", "clear_caches",
+    "compose", "fallback_frame", "format_value",
+]

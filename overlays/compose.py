@@ -1,170 +1,225 @@
-"""The broadcast frame: game view plus status panel, composed in numpy/OpenCV.
+"""The broadcast frame: live game, dream vs reality, learning curves, HUD, results, poll and chat.
 
-PLACEHOLDER layout for the walking skeleton: one game view and a list of status values. The full panel
-set (dream vs reality, learning curves, HUD, chat) arrives with the overlays issue (issue 5).
+`compose` copies a cached base frame and draws only what changes every frame on it: the game view, the
+action and the HUD values. The base is the static background (one per layout) with the header, dream strips,
+curves, results, poll and chat pasted in; each of those is rendered once per cache key and reused (the keys
+are described in `overlays.state`). Caches are module-level, keep one entry per layout and panel, and are
+safe to share between threads (a race renders a panel twice; it never shows a wrong one).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
-__all__ = ["Layout", "compose", "fallback_frame", "format_value"]
+from overlays.charts import draw_chart
+from overlays.draw import ACCENT, BACKGROUND, MUTED, SERIES, TEXT, check_frame, format_value, text
+from overlays.layout import Layout, Rect
+from overlays.panels import (
+    draw_action,
+    draw_chat,
+    draw_dream,
+    draw_game,
+    draw_header,
+    draw_hud,
+    draw_poll,
+    draw_results,
+    draw_static,
+)
+from overlays.state import Curve, Dream, OverlayState, Poll
 
-BACKGROUND = (20, 22, 28)
-PANEL = (32, 35, 44)
-ACCENT = (255, 170, 60)
-TEXT = (235, 235, 235)
-MUTED = (150, 155, 165)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-MISSING = "-"
+__all__ = ["MAX_CURVES", "chart_boxes", "clear_caches", "compose", "fallback_frame", "format_value"]
 
+MAX_CURVES = 4
+_MAX_ENTRIES = 256  # a bound for the caches when many layouts are used (tests); the app uses one
 
-@dataclass(frozen=True)
-class Layout:
-    """Output size and the static texts of the frame."""
-
-    width: int = 1280
-    height: int = 720
-    title: str = "DreamStream"
-
-    @property
-    def scale(self) -> float:
-        return self.height / 720
-
-    @property
-    def margin(self) -> int:
-        return round(16 * self.scale)
-
-    @property
-    def header_h(self) -> int:
-        return round(48 * self.scale)
-
-    @property
-    def game_box(self) -> tuple[int, int, int, int]:
-        """(x, y, w, h) of the square game view."""
-        side = self.height - self.header_h - 2 * self.margin
-        return self.margin, self.header_h + self.margin, side, side
-
-    @property
-    def panel_box(self) -> tuple[int, int, int, int]:
-        """(x, y, w, h) of the status panel right of the game view."""
-        gx, gy, gw, gh = self.game_box
-        x = gx + gw + self.margin
-        return x, gy, self.width - x - self.margin, gh
+_panels: dict[tuple[Layout, str], tuple[Hashable, np.ndarray]] = {}
+_bases: dict[Layout, tuple[Hashable, np.ndarray]] = {}
 
 
-def format_value(value: object) -> str:
-    """Return a short human text for a metric value; missing or NaN values show as '-'."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return MISSING
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}"
-    text = str(value)
-    return text if text else MISSING
+def clear_caches() -> None:
+    """Forget every cached background, panel and base frame (tests compare cached with fresh renders)."""
+    _panels.clear()
+    _bases.clear()
+    _static.cache_clear()
+    _fallback.cache_clear()
 
 
-def _fit_text(text: str, max_w: int, font_scale: float, thickness: int) -> str:
-    """Return `text`, ellipsised so that it fits in `max_w` pixels."""
-    if cv2.getTextSize(text, FONT, font_scale, thickness)[0][0] <= max_w:
-        return text
-    while text and cv2.getTextSize(text + "...", FONT, font_scale, thickness)[0][0] > max_w:
-        text = text[:-1]
-    return text + "..."
+def compose(frame: np.ndarray | None, state: OverlayState | Mapping[str, object], layout: Layout) -> np.ndarray:
+    """Return a new uint8[layout.height, layout.width, 3] broadcast frame; the inputs are not modified.
 
-
-def _put(img: np.ndarray, text: str, org: tuple[int, int], font_scale: float, color, max_w: int,
-         thickness: int = 1) -> None:
-    cv2.putText(img, _fit_text(text, max_w, font_scale, thickness), org, FONT, font_scale, color,
-                thickness, cv2.LINE_AA)
-
-
-@functools.lru_cache(maxsize=8)
-def _background(layout: Layout) -> np.ndarray:
-    """Return the static parts (colours, header, boxes); rendered once per layout."""
-    s = layout.scale
-    img = np.empty((layout.height, layout.width, 3), np.uint8)
-    img[:] = BACKGROUND
-    img[: layout.header_h] = PANEL
-    _put(img, layout.title, (layout.margin, round(layout.header_h * 0.68)), 0.9 * s, ACCENT,
-         layout.width // 2, max(1, round(2 * s)))
-    px, py, pw, ph = layout.panel_box
-    cv2.rectangle(img, (px, py), (px + pw, py + ph), PANEL, -1)
-    gx, gy, gw, gh = layout.game_box
-    cv2.rectangle(img, (gx - 2, gy - 2), (gx + gw + 1, gy + gh + 1), PANEL, 2)
-    img.setflags(write=False)
-    return img
-
-
-def _scaled_game(frame: np.ndarray, side: int) -> tuple[np.ndarray, int, int]:
-    """Return the frame upscaled crisply (nearest neighbour, integer factor when it fits) and its offset."""
-    h, w = frame.shape[:2]
-    factor = side / max(h, w)
-    if factor >= 1:
-        factor = math.floor(factor)
-    out_w, out_h = max(1, round(w * factor)), max(1, round(h * factor))
-    interp = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA
-    scaled = cv2.resize(frame, (out_w, out_h), interpolation=interp)
-    return scaled, (side - out_w) // 2, (side - out_h) // 2
-
-
-def compose(frame: np.ndarray | None, metrics: Mapping[str, object], layout: Layout) -> np.ndarray:
-    """Return a new uint8[layout.height, layout.width, 3] frame: game view, status panel, notice line.
-
-    `metrics` maps labels to values shown in order; the key 'notice' is shown under the header.
-    `frame` is the game's RGB image (any size) or None before the first one exists.
+    `frame` is the game's RGB image (any size, uint8[H, W, 3]) or None before the first one exists, which
+    gives the fallback frame with `state.notice` (or "Starting..."). A plain mapping as `state` is read as
+    the HUD (its 'notice' key as the notice), as the walking skeleton passed it.
     """
+    if isinstance(state, Mapping):
+        state = OverlayState(hud={k: v for k, v in state.items() if k != "notice"},
+                             notice=str(state.get("notice") or ""))
     if frame is None:
-        return fallback_frame(layout, str(metrics.get("notice") or "Starting..."))
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"game frame must be uint8[H, W, 3], got {frame.dtype}{list(frame.shape)}")
-    s = layout.scale
-    img = _background(layout).copy()
-    gx, gy, gw, _ = layout.game_box
-    scaled, ox, oy = _scaled_game(frame, gw)
-    img[gy + oy: gy + oy + scaled.shape[0], gx + ox: gx + ox + scaled.shape[1]] = scaled
-
-    px, py, pw, _ = layout.panel_box
-    line_h = round(34 * s)
-    y = py + line_h
-    label_w = round(pw * 0.5)
-    for label, value in metrics.items():
-        if label == "notice":
-            continue
-        if y > py + layout.panel_box[3] - round(8 * s):
-            break
-        _put(img, str(label), (px + layout.margin, y), 0.6 * s, MUTED, label_w - layout.margin)
-        _put(img, format_value(value), (px + label_w, y), 0.6 * s, TEXT, pw - label_w - layout.margin)
-        y += line_h
-    notice = metrics.get("notice")
-    if notice:
-        _put(img, str(notice), (layout.width // 2, round(layout.header_h * 0.66)), 0.6 * s, TEXT,
-             layout.width // 2 - layout.margin)
-    return img
-
-
-@functools.lru_cache(maxsize=16)
-def _fallback(layout: Layout, text: str) -> np.ndarray:
-    img = _background(layout).copy()
-    s = layout.scale
-    size, _ = cv2.getTextSize(text, FONT, 1.4 * s, max(1, round(2 * s)))
-    org = ((layout.width - min(size[0], layout.width)) // 2, (layout.height + size[1]) // 2)
-    _put(img, text, org, 1.4 * s, TEXT, layout.width - 2 * layout.margin, max(1, round(2 * s)))
-    img.setflags(write=False)
+        return fallback_frame(layout, state.notice or "Starting...")
+    check_frame(frame, "game frame")
+    img = _base(layout, state).copy()
+    draw_game(img, layout.game, layout, frame, state.arrow)
+    draw_action(img, layout.action, layout, state.action)
+    draw_hud(img, layout.hud, layout, state.hud)
     return img
 
 
 def fallback_frame(layout: Layout, text: str = "Starting...") -> np.ndarray:
-    """Return a clean full frame with one centred message ("Starting...", "Be right back")."""
+    """Return a clean full frame with one centred message ("Starting...", "Be right back"); never black."""
     return _fallback(layout, text).copy()
+
+
+# -- caches ----------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _static(layout: Layout) -> np.ndarray:
+    return draw_static(layout)
+
+
+def _panel(layout: Layout, name: str, box: Rect, key: Hashable, render: Callable[[np.ndarray, Rect], None]
+           ) -> np.ndarray:
+    """Return the image of `box` rendered by `render` on the static background, reused while `key` holds."""
+    entry = _panels.get((layout, name))
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    canvas = _static(layout)[box.y: box.y1, box.x: box.x1].copy()
+    render(canvas, Rect(0, 0, box.w, box.h))
+    canvas.setflags(write=False)
+    if len(_panels) >= _MAX_ENTRIES:
+        _panels.clear()
+    _panels[(layout, name)] = (key, canvas)
+    return canvas
+
+
+def _base(layout: Layout, state: OverlayState) -> np.ndarray:
+    """Return the frame without the per-frame parts: static background plus every cached panel."""
+    b = layout.boxes
+    curves = tuple(state.curves[:MAX_CURVES])
+    results = tuple(state.results[-10:])
+    chat = tuple(state.chat[-5:])
+    parts = [
+        ("header", (state.run_name, state.game, state.opponent, state.notice),
+         lambda img, box: draw_header(img, box, layout, state.run_name, state.game, state.opponent, state.notice)),
+        ("dream", dream_key(state.dream), lambda img, box: draw_dream(img, box, layout, state.dream)),
+        ("curves", tuple(curve_key(c) for c in curves), lambda img, box: _draw_curves(img, box, layout, curves)),
+        ("results", tuple((r.outcome, repr(r.score)) for r in results),
+         lambda img, box: draw_results(img, box, layout, results)),
+        ("poll", poll_key(state.poll), lambda img, box: draw_poll(img, box, layout, state.poll)),
+        ("chat", tuple((c.user, c.text) for c in chat), lambda img, box: draw_chat(img, box, layout, chat)),
+    ]
+    keys = tuple(key for _, key, _ in parts)
+    entry = _bases.get(layout)
+    if entry is not None and entry[0] == keys:
+        return entry[1]
+    img = _static(layout).copy()
+    for name, key, render in parts:
+        box = b[name]
+        img[box.y: box.y1, box.x: box.x1] = _panel(layout, name, box, key, render)
+    img.setflags(write=False)
+    if len(_bases) >= _MAX_ENTRIES:
+        _bases.clear()
+    _bases[layout] = (keys, img)
+    return img
+
+
+def chart_boxes(box: Rect, layout: Layout) -> list[Rect]:
+    """Return the 2x2 chart boxes of a curves panel at `box`, in reading order."""
+    px = layout.px
+    inner = Rect(box.x + px(12), box.y + px(34), box.w - 2 * px(12), box.h - px(34) - px(12))
+    gap_x, gap_y = px(20), px(12)
+    w, h = (inner.w - gap_x) // 2, (inner.h - gap_y) // 2
+    return [Rect(inner.x + c * (w + gap_x), inner.y + r * (h + gap_y), w, h) for r in range(2) for c in range(2)]
+
+
+def _draw_curves(img: np.ndarray, box: Rect, layout: Layout, curves: Sequence[Curve]) -> None:
+    if not curves:
+        text(img, box, "no data yet", layout.px(15), MUTED, align="center")
+        return
+    for i, (curve, chart) in enumerate(zip(curves, chart_boxes(box, layout), strict=False)):
+        color = curve.color or SERIES[i % len(SERIES)]
+        image = _panel(layout, f"chart{i}", _offset(chart, layout.curves), curve_key(curve),
+                       lambda canvas, cbox, c=curve, k=color: draw_chart(canvas, cbox, layout, c, k))
+        img[chart.y: chart.y1, chart.x: chart.x1] = image
+
+
+def _offset(r: Rect, origin: Rect) -> Rect:
+    """Return `r`, given relative to `origin`'s corner, in frame coordinates."""
+    return Rect(origin.x + r.x, origin.y + r.y, r.w, r.h)
+
+
+# -- cache keys ------------------------------------------------------------------------------------------------------
+
+
+def _digest(*parts: object) -> bytes:
+    """Return a 16-byte digest of arrays, sequences of arrays or numbers, and plain values."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(p: object) -> None:
+        if p is None:
+            h.update(b"\x00none")
+        elif isinstance(p, np.ndarray):
+            h.update(f"\x00{p.dtype.str}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).reshape(-1).view(np.uint8))
+        elif isinstance(p, list | tuple) and p and isinstance(p[0], np.ndarray):
+            h.update(f"\x00seq{len(p)}".encode())
+            for q in p:
+                feed(q)
+        elif isinstance(p, list | tuple | Sequence) and not isinstance(p, str | bytes):
+            feed(np.asarray(p, np.float64))
+        else:
+            h.update(f"\x00{p!r}".encode())
+
+    for part in parts:
+        feed(part)
+    return h.digest()
+
+
+def dream_key(dream: Dream) -> Hashable:
+    """Return the cache key of the dream strips: their version, or a digest of their content."""
+    if dream.version is not None:
+        return ("version", dream.version)
+    return ("digest", _digest(dream.context, dream.reality, dream.prediction, dream.imagined, dream.imagined_reward))
+
+
+def curve_key(curve: Curve) -> Hashable:
+    """Return the cache key of one chart: label and colour, with the version or a digest of the series."""
+    data = ("version", curve.version) if curve.version is not None else ("digest", _digest(curve.steps, curve.values))
+    return (curve.label, curve.color, *data)
+
+
+def poll_key(poll: Poll | None) -> Hashable:
+    """Return what the poll panel shows, as a key: it changes once a second while a poll runs."""
+    if poll is None:
+        return None
+    left = poll.seconds_left
+    shown_left = None if left is None or not math.isfinite(left) else max(0, math.ceil(left))
+    return (poll.question, tuple((str(k), repr(v)) for k, v in poll.votes.items()), shown_left)
+
+
+# -- fallback --------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _fallback(layout: Layout, message: str) -> np.ndarray:
+    px = layout.px
+    img = np.empty((layout.height, layout.width, 3), np.uint8)
+    # A soft vertical gradient: a clean card even where the encoder would flatten a single colour.
+    ramp = np.linspace(0.0, 1.0, layout.height, dtype=np.float32)[:, None, None]
+    top, bottom = np.array((26, 30, 42), np.float32), np.array(BACKGROUND, np.float32)
+    img[:] = (top * (1 - ramp) + bottom * ramp + 0.5).astype(np.uint8)
+    cy = layout.height // 2
+    margin = px(40)
+    wide = Rect(margin, 0, layout.width - 2 * margin, layout.height)
+    text(img, Rect(wide.x, cy - px(80), wide.w, px(60)), layout.title, px(48), ACCENT, weight=800, align="center")
+    bar_w = px(72)
+    img[cy - px(6): cy - px(2), (layout.width - bar_w) // 2: (layout.width + bar_w) // 2] = ACCENT
+    text(img, Rect(wide.x, cy + px(10), wide.w, px(56)), message or "Starting...", px(34), TEXT, weight=600,
+         align="center")
+    img.setflags(write=False)
+    return img

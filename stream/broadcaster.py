@@ -146,8 +146,10 @@ class Broadcaster:
             encoder = self._spawn()
             if encoder is not None:
                 self._encoder = encoder
+                self._state = "connecting"
                 self._pace(encoder, blank)
                 self._encoder = None
+                self._live_since = None
                 code = encoder.stop(timeout_s=5.0)
                 ran_s = time.monotonic() - encoder.started_at
                 if self._stop.is_set():
@@ -185,7 +187,8 @@ class Broadcaster:
             finally:
                 self._write_started = None
             self._counts["frames_written"] += 1
-            if self._state != "live":
+            # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
+            if self._state != "live" and encoder.progress_at is not None:
                 self._state = "live"
                 self._live_since = time.monotonic()
                 log.info("stream live -> %s", self.output.shown)

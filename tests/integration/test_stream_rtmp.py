@@ -157,3 +157,20 @@ def test_scheduled_reconnect_before_the_session_limit(nginx, tmp_path) -> None:
     health = b.health()
     assert health["restarts"] == 0 and health["last_error"] == ""  # planned, not a failure
     assert len(nginx.recordings("k")) >= 2
+
+
+def test_stream_test_command_checks_a_local_target_and_fails_a_refusing_one() -> None:
+    from tests.conftest import DREAMSTREAM
+
+    ok = subprocess.run([DREAMSTREAM, "stream", "test", "--target", "local", "--seconds", "5", "--stream.width",
+                         "640", "--stream.height", "360", "--stream.preset", "ultrafast"],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr[-2000:]
+    assert "received    h264 Main 640x360 @ 30/1, keyframes every 2.00 s, audio aac LC" in ok.stdout
+    assert ok.stdout.strip().endswith("OK: the target took the whole test stream")
+    key = "live_000111_SeCrEt"
+    bad = subprocess.run([DREAMSTREAM, "stream", "test", "--target", f"rtmp://127.0.0.1:9/app/{key}", "--seconds",
+                          "3", "--stream.preset", "ultrafast"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1
+    assert "FAILED: the target dropped or refused the stream" in bad.stdout
+    assert key not in bad.stdout + bad.stderr and "rtmp://127.0.0.1:9/app/***" in bad.stdout
