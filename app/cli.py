@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("info")
     try:
         overrides = parse_overrides(rest)
-        if (overrides and args.command not in ("run", "train", "eval", "config")) or \
+        if (overrides and args.command not in ("run", "train", "eval", "config", "stream")) or \
                 (args.command == "config" and args.config_command == "keys" and overrides):
             raise ConfigError(f"`dreamstream {args.command}` takes no config overrides ({rest[0]})")
         load_blocks()  # a broken YAML file is reported before anything starts
