@@ -163,7 +163,7 @@ def test_stream_test_command_checks_a_local_target_and_fails_a_refusing_one() ->
     from tests.conftest import DREAMSTREAM
 
     ok = subprocess.run([DREAMSTREAM, "stream", "test", "--target", "local", "--seconds", "5", "--stream.width",
-                         "640", "--stream.height", "360", "--stream.preset", "ultrafast"],
+                         "640", "--stream.height", "360"],
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr[-2000:]
     assert "received    h264 Main 640x360 @ 30/1, keyframes every 2.00 s, audio aac LC" in ok.stdout
