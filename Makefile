@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # System parts: encoder, virtual display and input tools, chess engine and GUI, RTMP server, browser, fonts.
 APT_PACKAGES := python3 python3-venv python3-dev ffmpeg xvfb x11-utils xdotool stockfish xboard polyglot \
 	nginx libnginx-mod-rtmp chromium chromium-driver fonts-dejavu-core libcairo2 libegl1 libegl-mesa0 \
-	libgl1-mesa-dri libosmesa6 xauth
+	libgl1-mesa-dri libosmesa6 xauth obs-studio
 
 .PHONY: help setup system-packages python-packages run test lint bench clean-venv
 
