@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from sqlalchemy import create_engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 import envs
 from app.metrics import read_metrics
@@ -68,6 +69,7 @@ def render_sample(out: Path, *, width: int = 1280, height: int = 720, logdir: Pa
     ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OverlayError(f"could not encode the sample frame as PNG for {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_bytes(png.tobytes())
     tmp.replace(out)
@@ -146,6 +148,9 @@ def _logdir_results(logdir: Path) -> tuple[Result, ...] | None:
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(Episode.result, Episode.score).order_by(Episode.id.desc()).limit(10)).all()
+    except SQLAlchemyError as exc:  # an old or damaged database: the sample shows made-up results instead
+        log.warning("cannot read episodes from %s (%s); showing sample results", path, exc.__class__.__name__)
+        return None
     finally:
         engine.dispose()
     return tuple(Result(outcome=r.result, score=r.score) for r in reversed(rows)) or None

@@ -29,12 +29,14 @@ from overlays.panels import (
     draw_poll,
     draw_results,
     draw_static,
+    placeholder,
 )
 from overlays.state import Curve, Dream, OverlayState, Poll
 
 __all__ = ["MAX_CURVES", "chart_boxes", "clear_caches", "compose", "fallback_frame", "format_value"]
 
 MAX_CURVES = 4
+TAGLINE = "a DreamerV3 agent learning to play from pixels, live"
 _MAX_ENTRIES = 256  # a bound for the caches when many layouts are used (tests); the app uses one
 
 _panels: dict[tuple[Layout, str], tuple[Hashable, np.ndarray]] = {}
@@ -139,7 +141,7 @@ def chart_boxes(box: Rect, layout: Layout) -> list[Rect]:
 
 def _draw_curves(img: np.ndarray, box: Rect, layout: Layout, curves: Sequence[Curve]) -> None:
     if not curves:
-        text(img, box, "no data yet", layout.px(15), MUTED, align="center")
+        placeholder(img, box, layout)
         return
     for i, (curve, chart) in enumerate(zip(curves, chart_boxes(box, layout), strict=False)):
         color = curve.color or SERIES[i % len(SERIES)]
@@ -221,5 +223,6 @@ def _fallback(layout: Layout, message: str) -> np.ndarray:
     img[cy - px(6): cy - px(2), (layout.width - bar_w) // 2: (layout.width + bar_w) // 2] = ACCENT
     text(img, Rect(wide.x, cy + px(10), wide.w, px(56)), message or "Starting...", px(34), TEXT, weight=600,
          align="center")
+    text(img, Rect(wide.x, cy + px(70), wide.w, px(30)), TAGLINE, px(17), MUTED, align="center")
     img.setflags(write=False)
     return img

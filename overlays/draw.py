@@ -19,7 +19,7 @@ from overlays.layout import Rect
 __all__ = [
     "ACCENT", "BACKGROUND", "BORDER", "CARD", "DRAW", "DREAM", "GAME_BG", "LOSS", "MISSING", "MUTED", "REAL",
     "SERIES", "TEXT", "WIN", "check_frame", "compact", "draw_card", "fit_text", "format_value", "scale_crisp",
-    "text", "text_width", "wrap_text",
+    "shrink_to_fit", "text", "text_width", "wrap_text",
 ]
 
 # Colours are RGB: the frame goes to ffmpeg as rgb24.
@@ -125,6 +125,14 @@ def fit_text(content: str, size_px: int, weight: int, max_w: int) -> str:
     return content[:lo].rstrip() + ELLIPSIS
 
 
+def shrink_to_fit(content: str, size_px: int, weight: int, max_w: int, min_px: int) -> int:
+    """Return the largest font size from `size_px` down to `min_px` at which `content` fits in `max_w` pixels
+    (`min_px` if none does; the text is then ellipsised)."""
+    while size_px > min_px and text_width(content, size_px, weight) > max_w:
+        size_px -= 1
+    return size_px
+
+
 def text(img: np.ndarray, box: Rect, content: str, size_px: int, color: tuple[int, int, int], *,
          weight: int = 400, align: str = "left", baseline: int | None = None) -> int:
     """Draw `content` inside `box` (ellipsised to its width, clipped to it); return the drawn width.
@@ -150,6 +158,8 @@ def wrap_text(content: str, size_px: int, weight: int, width: int, max_lines: in
 
     The first line is `first_indent` pixels shorter (a user name drawn before it).
     """
+    if max_lines < 1:
+        return []
     words, lines, i = content.split(), [], 0
     while i < len(words):
         room = width - (first_indent if not lines else 0)

@@ -34,6 +34,7 @@ from overlays.draw import (
     fit_text,
     format_value,
     scale_crisp,
+    shrink_to_fit,
     text,
     text_width,
     wrap_text,
@@ -43,7 +44,7 @@ from overlays.state import ChatLine, Dream, Poll, Result
 
 __all__ = [
     "draw_action", "draw_chat", "draw_dream", "draw_game", "draw_header", "draw_hud", "draw_poll", "draw_results",
-    "draw_static", "panel_title",
+    "draw_static", "dream_slots", "panel_title", "placeholder", "result_chip", "reward_label", "user_color",
 ]
 
 HEADER_BG = (19, 22, 30)
@@ -52,6 +53,16 @@ DARK_TEXT = (12, 13, 18)
 USER_COLORS = ((64, 196, 240), (176, 140, 255), (255, 178, 64), (56, 214, 150), (246, 132, 190), (250, 220, 90))
 HUD_ROWS, HUD_COLS = 4, 2
 MAX_RESULTS, MAX_CHAT, MAX_OPTIONS = 10, 5, 4
+
+
+def placeholder(img: np.ndarray, box: Rect, layout: Layout, message: str = "no data yet") -> None:
+    """Draw `message` centred in `box` on a patch of card colour, so that it reads clearly over rules or frames."""
+    px = layout.px
+    w = min(box.w, text_width(message, px(14), 600) + 2 * px(12))
+    h = min(box.h, px(26))
+    label = Rect(box.x + (box.w - w) // 2, box.y + (box.h - h) // 2, w, h)
+    img[label.y: label.y1, label.x: label.x1] = CARD
+    text(img, label, message, px(14), MUTED, weight=600, align="center")
 
 
 def panel_title(img: np.ndarray, box: Rect, layout: Layout, title: str, color=MUTED) -> None:
@@ -118,12 +129,11 @@ def draw_header(img: np.ndarray, box: Rect, layout: Layout, run_name: str, game:
         pieces += [("vs", px(14), MUTED, 400), (opponent, px(17), TEXT, 600)]
     _inline(img, b["match"], pieces, px(8))
     if notice:
-        box, size = b["notice"], px(15)
-        pad = px(14)
-        shown = fit_text(notice, size, 700, box.w - 2 * pad)
-        pill_w = min(box.w, text_width(shown, size, 700) + 2 * pad)
-        pill = Rect(box.x1 - pill_w, box.y, pill_w, box.h)
-        draw_card(img, pill, ACCENT, None, box.h // 2)
+        room, size, pad = b["notice"], px(15), px(14)
+        shown = fit_text(notice, size, 700, room.w - 2 * pad)
+        pill_w = min(room.w, text_width(shown, size, 700) + 2 * pad)
+        pill = Rect(room.x1 - pill_w, room.y, pill_w, room.h)
+        draw_card(img, pill, ACCENT, None, room.h // 2)
         text(img, pill.inset(pad, 0), shown, size, DARK_TEXT, weight=700, align="center")
 
 
@@ -161,7 +171,7 @@ def draw_hud(img: np.ndarray, box: Rect, layout: Layout, hud: Mapping[str, objec
     """Draw up to 8 label/value pairs in two columns of four rows (column by column, in the mapping's order)."""
     px = layout.px
     if not hud:
-        text(img, box, "no data yet", px(15), MUTED, align="center")
+        placeholder(img, box, layout)
         return
     inner = Rect(box.x + px(12), box.y + px(6), box.w - 2 * px(12), box.h - 2 * px(6))
     col_w = (inner.w - px(24)) // HUD_COLS
@@ -207,6 +217,44 @@ def _dream_window(k: int, context: int, n: int) -> int:
     return min(max(0, context - 2), max(0, k - n))
 
 
+def dream_slots(box: Rect, layout: Layout) -> list[Rect]:
+    """Return the thumbnail columns of the dream panel at `box` (y = 0): as many 64-pixel (design) frames as fit."""
+    px = layout.px
+    pad, thumb, gap = px(12), px(64), px(8)
+    inner_w = box.w - 2 * pad
+    n = max(1, (inner_w + gap) // (thumb + gap))
+    x0 = box.x + pad + (inner_w - (n * thumb + (n - 1) * gap)) // 2
+    return [Rect(x0 + i * (thumb + gap), 0, thumb, thumb) for i in range(n)]
+
+
+def reward_label(reward: float | None) -> tuple[str, tuple[int, int, int]]:
+    """Return the text and colour of a predicted reward: +0.25 green, -0.10 red, 0.00 or '–' muted."""
+    if reward is None or not math.isfinite(reward):
+        return "–", MUTED
+    if abs(reward) < 0.005:
+        return "0.00", MUTED
+    return (f"{reward:+.2f}" if abs(reward) < 10 else compact(reward, signed=True)), (WIN if reward > 0 else LOSS)
+
+
+def _caption(img: np.ndarray, box: Rect, layout: Layout, baseline: int, label: str, color, detail: str) -> None:
+    px = layout.px
+    row = Rect(box.x + px(12), box.y + baseline - px(16), box.w - 2 * px(12), px(22))
+    _inline(img, row, [(label, px(13), color, 700), (detail, px(13), MUTED, 400)], px(8))
+
+
+def _strip(img: np.ndarray, box: Rect, layout: Layout, y: int, frames: Sequence[np.ndarray | None], border,
+           marks: Sequence[bool] = ()) -> None:
+    """Draw one film strip at `y` below the panel's top; `marks[i]` shows frame i as a dimmed context frame."""
+    slots = dream_slots(box, layout)
+    for i, s in enumerate(slots):
+        f = frames[i] if i < len(frames) else None
+        is_context = f is not None and i < len(marks) and marks[i]
+        _slot(img, Rect(s.x, box.y + y, s.w, s.h), f, FAINT if f is None or is_context else border, layout,
+              dim=is_context, tag="context" if is_context else "")
+    if not any(f is not None for f in frames):
+        placeholder(img, Rect(box.x, box.y + y, box.w, slots[0].h), layout)
+
+
 def draw_dream(img: np.ndarray, box: Rect, layout: Layout, dream: Dream) -> None:
     """Draw three aligned film strips: reality, the open-loop prediction (context marked), the imagined future."""
     px = layout.px
@@ -215,57 +263,29 @@ def draw_dream(img: np.ndarray, box: Rect, layout: Layout, dream: Dream) -> None
     imagined = _frames(dream.imagined, "dream.imagined")
     rewards = [] if dream.imagined_reward is None else np.asarray(dream.imagined_reward, np.float64).ravel().tolist()
     context = max(0, int(dream.context))
-
-    pad, thumb, gap = px(12), px(64), px(8)
-    inner_w = box.w - 2 * pad
-    n = max(1, (inner_w + gap) // (thumb + gap))
-    x0 = box.x + pad + (inner_w - (n * thumb + (n - 1) * gap)) // 2
-    slots = [Rect(x0 + i * (thumb + gap), 0, thumb, thumb) for i in range(n)]
-    caption_size = px(13)
-
-    def caption(y_base: int, label: str, color, detail: str) -> None:
-        row = Rect(box.x + pad, box.y + y_base - px(16), inner_w, px(22))
-        _inline(img, row, [(label, caption_size, color, 700), (detail, caption_size, MUTED, 400)], px(8))
-
-    def row(y: int, frames: list, border, marks: Sequence[bool] = ()) -> None:
-        """Draw one strip; `marks[i]` shows slot i as a dimmed context frame."""
-        for i, s in enumerate(slots):
-            f = frames[i] if i < len(frames) else None
-            is_context = f is not None and i < len(marks) and marks[i]
-            _slot(img, Rect(s.x, box.y + y, s.w, s.h), f, FAINT if f is None or is_context else border, layout,
-                  dim=is_context, tag="context" if is_context else "")
-        if not any(f is not None for f in frames):
-            strip = Rect(box.x + pad, box.y + y, inner_w, thumb)
-            w = text_width("no data yet", px(14), 600) + 2 * px(12)
-            label_box = Rect(strip.x + (strip.w - w) // 2, strip.y + (strip.h - px(26)) // 2, w, px(26))
-            img[label_box.y: label_box.y1, label_box.x: label_box.x1] = CARD
-            text(img, label_box, "no data yet", px(14), MUTED, weight=600, align="center")
+    slots = dream_slots(box, layout)
 
     # Reality and prediction share columns: each column is one moment in time.
-    start = _dream_window(len(reality), context, n)
-    shown = list(range(start, min(len(reality), start + n)))
-    caption(px(46), "REALITY", REAL, "what really happened")
-    row(px(52), [reality[r] for r in shown], REAL)
+    start = _dream_window(len(reality), context, len(slots))
+    shown = list(range(start, min(len(reality), start + len(slots))))
+    _caption(img, box, layout, px(46), "REALITY", REAL, "what really happened")
+    _strip(img, box, layout, px(52), [reality[r] for r in shown], REAL)
 
     # The prediction strip repeats the context frames dimmed, so viewers see where the model's own frames start.
-    marks = [r < context for r in shown]
     predicted = [reality[r] if r < context else prediction[r - context] if r - context < len(prediction) else None
                  for r in shown]
     detail = f"from {context} real frames, then on its own" if context else "on its own"
-    caption(px(136), "THE MODEL'S PREDICTION", DREAM, detail)
-    row(px(142), predicted if prediction else [], DREAM, marks)
+    _caption(img, box, layout, px(136), "THE MODEL'S PREDICTION", DREAM, detail)
+    _strip(img, box, layout, px(142), predicted if prediction else [], DREAM, [r < context for r in shown])
 
-    caption(px(226), "IMAGINED FUTURE", DREAM,
-            f"next {len(imagined)} steps with its own policy" if imagined else "its next steps")
-    row(px(232), imagined[:n], DREAM)
-    if imagined:
-        for i, s in enumerate(slots[: len(imagined)]):
-            r = rewards[i] if i < len(rewards) else None
-            ok = r is not None and math.isfinite(r)
-            color = MUTED if not ok or abs(r) < 0.005 else (WIN if r > 0 else LOSS)
-            label = (f"{r:+.2f}" if abs(r) < 10 else compact(r, signed=True)) if ok else "–"
-            text(img, Rect(s.x - gap // 2, box.y + px(298), s.w + gap, px(22)), label, px(13), color,
-                 weight=600, align="center")
+    # The imagined future starts now, so its columns are not aligned with the strips above.
+    _caption(img, box, layout, px(226), "IMAGINED FUTURE", DREAM,
+             f"next {len(imagined)} steps with its own policy" if imagined else "its next steps")
+    _strip(img, box, layout, px(232), imagined[: len(slots)], DREAM)
+    for i, s in enumerate(slots[: len(imagined)]):
+        label, color = reward_label(rewards[i] if i < len(rewards) else None)
+        text(img, Rect(s.x - px(4), box.y + px(298), s.w + px(8), px(22)), label, px(13), color, weight=600,
+             align="center")
 
 
 # -- results, poll, chat ---------------------------------------------------------------------------------------------
@@ -278,7 +298,7 @@ def result_chip(result: Result) -> tuple[str, tuple[int, int, int] | None]:
     """Return a result's chip text and colour (None for a plain score chip)."""
     if result.outcome:
         return _OUTCOMES.get(str(result.outcome).strip().lower(), ("?", DRAW))
-    return compact(None if result.score is None else float(result.score)), None
+    return compact(None if result.score is None else float(result.score), trim=True), None
 
 
 def draw_results(img: np.ndarray, box: Rect, layout: Layout, results: Sequence[Result]) -> None:
@@ -300,7 +320,7 @@ def draw_results(img: np.ndarray, box: Rect, layout: Layout, results: Sequence[R
         text(img, head, f"mean {mean}", px(13), TEXT, weight=700, align="right", baseline=px(22))
     area = Rect(box.x + px(12), box.y + px(36), box.w - 2 * px(12), box.h - px(36) - px(12))
     if not last:
-        text(img, area, "no results yet", px(14), MUTED, align="center")
+        placeholder(img, area, layout, "no results yet")
         return
     cols, rows, gap = 5, 2, px(6)
     chip_w, chip_h = (area.w - (cols - 1) * gap) // cols, (area.h - (rows - 1) * gap) // rows
@@ -308,7 +328,9 @@ def draw_results(img: np.ndarray, box: Rect, layout: Layout, results: Sequence[R
         r, c = divmod(i, cols)
         chip = Rect(area.x + c * (chip_w + gap), area.y + r * (chip_h + gap), chip_w, chip_h)
         draw_card(img, chip, color or CHIP_BG, None, px(6))
-        text(img, chip.inset(px(3), 0), label, px(15), DARK_TEXT if color else TEXT, weight=800, align="center")
+        inner = chip.inset(px(3), 0)
+        size = shrink_to_fit(label, px(15), 800, inner.w, px(10))  # a number shrinks rather than lose digits
+        text(img, inner, label, size, DARK_TEXT if color else TEXT, weight=800, align="center")
 
 
 def _right_pieces(img: np.ndarray, box: Rect, pieces: Sequence[tuple[str, tuple[int, int, int]]], size: int,
@@ -327,7 +349,7 @@ def draw_poll(img: np.ndarray, box: Rect, layout: Layout, poll: Poll | None) -> 
     px = layout.px
     body = Rect(box.x + px(12), box.y + px(30), box.w - 2 * px(12), box.h - px(30) - px(12))
     if poll is None:
-        text(img, body, "no poll running", px(14), MUTED, align="center")
+        placeholder(img, body, layout, "no poll running")
         return
     head = Rect(box.x + px(12), box.y, box.w - 2 * px(12), px(30))
     left = poll.seconds_left
@@ -344,11 +366,11 @@ def draw_poll(img: np.ndarray, box: Rect, layout: Layout, poll: Poll | None) -> 
     total = sum(v for _, v in votes)
     top = max((v for _, v in votes), default=0)
     if not votes:
-        text(img, Rect(body.x, y, body.w, body.y1 - y), "no options", px(14), MUTED, align="center")
+        placeholder(img, Rect(body.x, y, body.w, body.y1 - y), layout, "no options")
         return
     option_h = px(40)
     for name, count in votes:
-        if y + option_h > body.y1 + px(4):
+        if y + option_h > body.y1 - px(14):  # keep the footer line free
             break
         share = count / total if total else 0.0
         leading = total > 0 and count == top
@@ -384,7 +406,7 @@ def draw_chat(img: np.ndarray, box: Rect, layout: Layout, chat: Sequence[ChatLin
     px = layout.px
     body = Rect(box.x + px(12), box.y + px(34), box.w - 2 * px(12), box.h - px(34) - px(10))
     if not chat:
-        text(img, body, "no commands yet", px(14), MUTED, align="center")
+        placeholder(img, body, layout, "no commands yet")
         return
     size, line_h, entry_gap = px(15), px(21), px(8)
     entries = []

@@ -5,8 +5,9 @@ Every field has a default, so `OverlayState()` is valid; missing, empty or NaN v
 
 Caching: the dream strips and each learning curve are drawn once and reused while their cache key is
 unchanged. With `version=None` (the default) the key is a digest of the content, always correct and cheap
-(about 0.1 ms per 10k floats, 0.3 ms for three 15-frame 64x64 strips). With an int `version`, the key is the
-version alone: the app bumps it whenever it changes the data, and the same version must mean the same data.
+(about 0.15 ms for four curves of 2,000 points, 0.55 ms for 40 frames of 64x64, every frame). With an int
+`version`, the key is the version alone: the app bumps it whenever it changes the data, and the same version
+must mean the same data (data changed in place under an unchanged version keeps showing the old picture).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import pytest
 from overlays import Curve, Dream, Layout, OverlayError, Poll, Rect, Result, format_value
 from overlays.charts import clean_series, downsample, nice_ticks
 from overlays.compose import chart_boxes, curve_key, dream_key, poll_key
-from overlays.draw import compact, fit_text, text, text_width, wrap_text
+from overlays.draw import compact, fit_text, shrink_to_fit, text, text_width, wrap_text
 from overlays.layout import PANELS
-from overlays.panels import _dream_window, result_chip, user_color
+from overlays.panels import _dream_window, dream_slots, result_chip, reward_label, user_color
 
 # -- layout ----------------------------------------------------------------------------------------------------------
 
@@ -102,6 +102,19 @@ def test_fit_text_never_exceeds_the_width(content, max_w) -> None:
         assert fitted in ("", "…") or (fitted.endswith("…") and content.startswith(fitted[:-1]))
 
 
+@pytest.mark.parametrize("content,max_w,size", [
+    pytest.param("7.6", 100, 22, id="fits-at-full-size"),
+    pytest.param("0.50", 50, None, id="shrinks"),
+    pytest.param("1234567890", 10, 15, id="stops-at-the-minimum"),
+])
+def test_shrink_to_fit(content, max_w, size) -> None:
+    got = shrink_to_fit(content, 22, 800, max_w, 15)
+    if size is None:
+        assert 15 < got < 22 and text_width(content, got, 800) <= max_w < text_width(content, got + 1, 800)
+    else:
+        assert got == size
+
+
 def test_drawn_text_stays_in_its_box_and_is_ellipsised() -> None:
     img = np.zeros((100, 400, 3), np.uint8)
     box = Rect(100, 30, 120, 40)
@@ -187,10 +200,28 @@ def test_dream_window(k, context, n, start) -> None:
     assert _dream_window(k, context, n) == start
 
 
+@pytest.mark.parametrize("layout,count,side", [pytest.param(Layout(), 7, 64, id="720p"),
+                                               pytest.param(Layout(width=1920, height=1080), 7, 96, id="1080p")])
+def test_dream_strips_show_seven_frames_inside_the_panel(layout, count, side) -> None:
+    slots = dream_slots(layout.dream, layout)
+    assert len(slots) == count and all(s.w == s.h == side for s in slots)
+    assert slots[0].x >= layout.dream.x and slots[-1].x1 <= layout.dream.x1
+
+
+@pytest.mark.parametrize("reward,label", [
+    pytest.param(0.25, "+0.25", id="positive"), pytest.param(-0.1, "-0.10", id="negative"),
+    pytest.param(-0.004, "0.00", id="rounds-to-zero"), pytest.param(123.0, "+123", id="large"),
+    pytest.param(float("nan"), "–", id="nan"), pytest.param(None, "–", id="missing"),
+])
+def test_reward_labels(reward, label) -> None:
+    assert reward_label(reward)[0] == label
+
+
 @pytest.mark.parametrize("result,chip", [
     pytest.param(Result(outcome="win"), "W", id="win"), pytest.param(Result(outcome="LOSS"), "L", id="loss"),
     pytest.param(Result(outcome="draw", score=0.5), "D", id="draw"), pytest.param(Result(outcome="?!"), "?", id="odd"),
-    pytest.param(Result(score=12.345), "12.3", id="score"), pytest.param(Result(), "–", id="nothing"),
+    pytest.param(Result(score=12.345), "12.3", id="score"), pytest.param(Result(score=7.6), "7.6", id="trimmed"),
+    pytest.param(Result(), "–", id="nothing"),
 ])
 def test_result_chips(result, chip) -> None:
     assert result_chip(result)[0] == chip
@@ -210,7 +241,8 @@ def test_keys_follow_the_version_or_the_content() -> None:
     assert dream_key(Dream(reality=a)) == dream_key(Dream(reality=a.copy()))
     assert dream_key(Dream(reality=a)) != dream_key(Dream(reality=a + 1))
     assert dream_key(Dream(reality=a, context=4)) != dream_key(Dream(reality=a))
-    assert curve_key(Curve(steps=[1, 2], values=[3, 4])) == curve_key(Curve(steps=(1.0, 2.0), values=np.array([3, 4.0])))
+    same = Curve(steps=(1.0, 2.0), values=np.array([3, 4.0]))
+    assert curve_key(Curve(steps=[1, 2], values=[3, 4])) == curve_key(same)
     assert curve_key(Curve(label="a", values=[1])) != curve_key(Curve(label="b", values=[1]))
 
 
