@@ -66,6 +66,11 @@ EXAMPLES = {
     "envs": """\
         examples:
           dreamstream envs""",
+    "render-overlay": """\
+        examples:
+          dreamstream render-overlay --out frame.png                      # sample data around a real game
+          dreamstream render-overlay --out frame.png --logdir runs/default # that run's curves and results
+          dreamstream render-overlay --width 1920 --height 1080 --out frame1080.png""",
     "stream": """\
         examples:
           dreamstream stream test --target local --seconds 10     # to a local nginx-rtmp, read back and checked
@@ -125,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(show)
     cf_sub.add_parser("keys", help="list every key with its type, default and meaning")
     add("envs", "List the registered games.")
+    ro = add("render-overlay", "Write one composed broadcast frame to a PNG, to look at the overlay.")
+    ro.add_argument("--out", type=Path, default=Path("frame.png"), help="PNG to write (default frame.png)")
+    ro.add_argument("--width", type=int, default=1280)
+    ro.add_argument("--height", type=int, default=720)
+    ro.add_argument("--logdir", type=Path, default=None, help="use this run's real curves and results")
     st = add("stream", "Check the broadcast setup.")
     st_sub = st.add_subparsers(dest="stream_command", metavar="ACTION", required=True)
     test = st_sub.add_parser("test", help="stream a test card and report what was sent and received",
@@ -351,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_config(args, overrides)
         if args.command == "envs":
             return _cmd_envs()
+        if args.command == "render-overlay":
+            from app.sample_overlay import render_sample
+
+            render_sample(args.out, width=args.width, height=args.height, logdir=args.logdir)
+            print(f"wrote {args.out}")
+            return 0
         if args.command == "stream":
             from app.stream_check import run_stream_test
 

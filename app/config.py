@@ -30,6 +30,7 @@ import yaml
 from app.errors import ConfigError
 from app.settings import ChatConfig, DashboardConfig, RunConfig, SchedulerConfig, StorageConfig
 from envs.config import EnvConfig
+from overlays.config import OverlayConfig
 from stream.config import StreamConfig
 from trainer.config import TrainerConfig
 
@@ -57,6 +58,8 @@ class Config:
     """The game the agent plays."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """The agent and its learner."""
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    """The broadcast frame."""
     stream: StreamConfig = field(default_factory=StreamConfig)
     """The broadcast output."""
     chat: ChatConfig = field(default_factory=ChatConfig)

@@ -21,6 +21,7 @@ import numpy as np
 
 import envs
 from app import __version__
+from app.broadcast_state import FrameFeed
 from app.config import Config
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.metrics import MetricsWriter
@@ -93,6 +94,7 @@ class Runner:
         self.run_id: int | None = None
         self.metrics: MetricsWriter | None = None
         self.training: Training | None = None
+        self.feed = FrameFeed(cfg.overlay, run_name=self.run_name, game=cfg.env.id)
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
@@ -122,6 +124,8 @@ class Runner:
             self.supervisor.add("actor", self._act)
             if self.training.is_learning:
                 self.supervisor.add("learner", lambda stop: self.training.learn(stop, self._on_train_metrics))
+                if self._with_stream:
+                    self.supervisor.add("dreamer", self._dream_loop)
             self.supervisor.start()
             scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler, save_state=self.save_state,
                                                      report_status=self.report_status, checkpoint=self.checkpoint))
@@ -211,17 +215,22 @@ class Runner:
             score, length = 0.0, 0
             next_t = time.monotonic()
             names = getattr(env.unwrapped, "action_names", None)
+            native = cfg.overlay.native_render and self._with_stream
             while not stop.is_set():
                 action, state = training.policy(obs, state, is_first)
                 training.record(obs, action, reward, is_first=is_first, is_last=False, is_terminal=False)
+                acted_on = obs["image"]
                 obs, reward, terminated, truncated, info = env.step(action)
                 is_first = False
                 score += float(reward)
                 length += 1
+                view = env.render() if native else None
+                self.feed.on_step(acted_on, training.stored_action(action), state, info, env)
                 with self._lock:
                     self.counters.env_step += 1
                     step = self.counters.env_step
-                    self.live.frame, self.live.frame_at = obs["image"], time.monotonic()
+                    self.live.frame = view if view is not None else obs["image"]
+                    self.live.frame_at = time.monotonic()
                     self.live.last_action = names[int(action)] if names else str(action)
                     self.live.episode_score, self.live.episode_length = score, length
                 if terminated or truncated:
@@ -249,6 +258,12 @@ class Runner:
             step = self.counters.env_step
         assert self.metrics is not None
         self.metrics.write(step, metrics)
+        self.feed.on_train_metrics(step, metrics)
+
+    def _dream_loop(self, stop: threading.Event) -> None:
+        """Refresh the dream vs reality strips every few seconds (slow jitted calls: never in the compositor)."""
+        while not stop.wait(self.cfg.overlay.dream_interval_s):
+            self.feed.refresh_dream(self.training.agent)
 
     def checkpoint(self) -> None:
         """Save the agent, ranked by the mean score of the last 100 episodes (a scheduler job)."""
@@ -261,6 +276,7 @@ class Runner:
         with self._lock:
             self.counters.episodes += 1
             self.live.recent_scores.append(score)
+        self.feed.on_episode(step, episode)
         log.debug("episode %d: score %.2f length %d", self.counters.episodes, score, length)
         assert self.metrics is not None
         self.metrics.write(step, {"episode/score": score, "episode/length": length})
@@ -273,45 +289,42 @@ class Runner:
 
     # -- compositor ---------------------------------------------------------------------------------------
 
-    def _overlay_metrics(self) -> dict[str, object]:
-        with self._lock:
-            live, c = self.live, self.counters
-            recent = list(live.recent_scores)
-            frame_age = time.monotonic() - live.frame_at if live.frame is not None else None
-            values: dict[str, object] = {
-                "game": self.cfg.env.id,
-                "agent": self._agent_name(),
-                "env steps": c.env_step,
-                "episodes": c.episodes,
-                "env fps": self._fps["env"],
-                "episode score": live.episode_score,
-                "episode length": live.episode_length,
-                "mean score (100)": float(np.mean(recent)) if recent else None,
-                "last action": live.last_action or None,
-                "uptime": _duration(time.monotonic() - self._started_at),
-            }
+    def _overlay_state(self):
+        """The broadcast frame's data: counters for the HUD, notices, and the feed's panels."""
         training = self.training.status() if self.training is not None else {}
-        if "updates" in training:
-            values.update({"updates": training["updates"], "train ratio": training["train_ratio"],
-                           "s / update": training["s_per_update"], "checkpoint": training["checkpoint"]})
-        if self.notice:
-            values["notice"] = self.notice
-        elif frame_age is not None and frame_age > STALE_FRAME_S:
-            values["notice"] = "agent restarting - be right back"
-        return values
+        with self._lock:
+            c, live = self.counters, self.live
+            frame_age = time.monotonic() - live.frame_at if live.frame is not None else None
+            age = training.get("checkpoint_age_s")
+            hud = {
+                "env steps": c.env_step,
+                "updates": c.updates,
+                "env fps": self._fps["env"],
+                "updates / s": 1 / training["s_per_update"] if training.get("s_per_update") else None,
+                "train ratio": training.get("train_ratio"),
+                "checkpoint": f"#{training['checkpoint']} · {_duration_short(age)}"
+                if training.get("checkpoint") is not None else None,
+                "uptime": _duration(time.monotonic() - self._started_at),
+                "episodes": c.episodes,
+            }
+            action = live.last_action
+        notice = self.notice
+        if not notice and frame_age is not None and frame_age > STALE_FRAME_S:
+            notice = "agent restarting - be right back"
+        return self.feed.state(hud, action=action, notice=notice)
 
     def _compose_loop(self, stop: threading.Event) -> None:
         """Compose the broadcast frame at the stream's fps and offer it; never blocks on the encoder."""
         assert self.broadcaster is not None
         s = self.cfg.stream
-        layout = Layout(width=s.width, height=s.height, title=f"DreamStream - {self.run_name}")
+        layout = Layout(width=s.width, height=s.height)
         self.broadcaster.offer(fallback_frame(layout, "Starting..."))
         period = 1.0 / s.fps
         next_t = time.monotonic()
         while not stop.is_set():
             with self._lock:
                 frame = self.live.frame
-            composed = compose(frame, self._overlay_metrics(), layout)
+            composed = compose(frame, self._overlay_state(), layout)
             self._composed = composed
             self.broadcaster.offer(composed)
             next_t += period
@@ -388,6 +401,13 @@ class Runner:
                 add_event(session, self.run_id, kind, message, self.counters.env_step)
         except Exception:
             log.exception("could not store event %s", kind)
+
+
+def _duration_short(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m" if seconds < 3600 else f"{seconds // 3600}h"
 
 
 def _duration(seconds: float) -> str:

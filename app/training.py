@@ -133,6 +133,10 @@ class Training:
     def policy(self, obs: dict[str, np.ndarray], state: Any, is_first: bool) -> tuple[Any, Any]:
         return self.agent.policy(obs, state, is_first)
 
+    def stored_action(self, action: Any) -> Any:
+        """Return the action as replay (and the dream strips) store it."""
+        return self.agent.env_action_to_stored(action) if self.is_learning else action
+
     def record(self, obs: dict[str, np.ndarray], action: Any, reward: float, *, is_first: bool, is_last: bool,
                is_terminal: bool) -> None:
         """Append one step to replay: the observation, the action taken after it (zero at the last step)."""

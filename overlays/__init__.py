@@ -4,11 +4,12 @@ Nothing here imports the app, the stream, the trainer or the envs; nothing here 
 """
 
 from overlays.compose import clear_caches, compose, fallback_frame, format_value
+from overlays.config import OverlayConfig
 from overlays.errors import OverlayError
 from overlays.layout import Layout, Rect
 from overlays.state import ChatLine, Curve, Dream, OverlayState, Poll, Result
 
 __all__ = [
-    "ChatLine", "Curve", "Dream", "Layout", "OverlayError", "OverlayState", "Poll", "Rect", "Result", "clear_caches",
+    "ChatLine", "Curve", "Dream", "Layout", "OverlayConfig", "OverlayError", "OverlayState", "Poll", "Rect", "Result", "clear_caches",
     "compose", "fallback_frame", "format_value",
 ]

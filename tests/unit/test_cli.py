@@ -40,7 +40,7 @@ def test_version(capsys) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["train"], ["eval"], ["db", "upgrade"], ["config", "show"],
-                                     ["envs"]])
+                                     ["envs"], ["render-overlay"], ["stream", "test"]])
 def test_help_everywhere_with_examples(command, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])

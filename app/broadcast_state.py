@@ -1,0 +1,137 @@
+"""What the broadcast frame shows, kept up to date from the actor, the learner and the episodes.
+
+`FrameFeed` turns the app's events into the plain data `overlays.compose` draws: the view of the game,
+the move arrow, the dream strips (refreshed every few seconds from the agent's `open_loop` and
+`imagine`), learning-curve buffers and the last results. Every overlay value is replaced as a whole
+(never changed in place), so the compositor thread can read it at any time without a torn picture.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import chess
+import numpy as np
+
+from overlays import Curve, Dream, OverlayConfig, OverlayState, Result
+
+__all__ = ["FrameFeed", "move_arrow"]
+
+log = logging.getLogger(__name__)
+
+CURVES = ("episode score", "world-model loss", "eval score", "Elo")
+
+
+def move_arrow(uci: str | None, white_at_bottom: bool) -> tuple[float, float, float, float] | None:
+    """Return (x0, y0, x1, y1) in fractions of the board image for a chess move, as the viewer sees it."""
+    if not uci:
+        return None
+    move = chess.Move.from_uci(uci)
+
+    def point(square: int) -> tuple[float, float]:
+        f, r = chess.square_file(square), chess.square_rank(square)
+        x, y = (f + 0.5) / 8, (7.5 - r) / 8
+        return (x, y) if white_at_bottom else (1 - x, 1 - y)
+
+    return (*point(move.from_square), *point(move.to_square))
+
+
+class _Series:
+    """A bounded (step, value) buffer that hands out immutable Curves."""
+
+    def __init__(self, label: str, size: int) -> None:
+        self.label = label
+        self.points: collections.deque[tuple[float, float]] = collections.deque(maxlen=size)
+        self.version = 0
+        self.curve = Curve(label=label, version=0)
+
+    def add(self, step: int, value: float) -> None:
+        self.points.append((float(step), float(value)))
+        self.version += 1
+        steps, values = zip(*self.points, strict=True)
+        self.curve = Curve(label=self.label, steps=np.array(steps), values=np.array(values), version=self.version)
+
+
+class FrameFeed:
+    """The app's side of the overlay: collects, then hands out an OverlayState per frame."""
+
+    def __init__(self, cfg: OverlayConfig, *, run_name: str, game: str) -> None:
+        self.cfg = cfg
+        self.run_name, self.game = run_name, game
+        self._lock = threading.Lock()
+        self._recent: collections.deque[tuple[np.ndarray, Any]] = collections.deque(maxlen=cfg.dream_frames)
+        self._series = {label: _Series(label, cfg.curve_points) for label in CURVES}
+        self._results: collections.deque[Result] = collections.deque(maxlen=10)
+        self._dream = Dream()
+        self._dream_version = 0
+        self.opponent = ""
+        self.arrow: tuple[float, float, float, float] | None = None
+        self.latent: Any = None
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def on_step(self, image: np.ndarray, stored_action: Any, latent: Any, info: Mapping[str, Any],
+                env: Any) -> None:
+        """Called by the actor after each decision: the observation it acted on and the action taken."""
+        with self._lock:
+            self._recent.append((image, stored_action))
+            self.latent = latent
+        unwrapped = getattr(env, "unwrapped", env)
+        if hasattr(unwrapped, "agent_white") and "move" in info:
+            self.arrow = move_arrow(info["move"], unwrapped.agent_white)
+        opponent = getattr(unwrapped, "opponent", None)
+        self.opponent = getattr(opponent, "name", "") if opponent is not None else ""
+
+    def on_episode(self, step: int, episode: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._recent.clear()  # a dream sequence never spans two episodes
+            self._series["episode score"].add(step, float(episode["return"]))
+            self._results.append(Result(outcome=episode.get("result"), score=float(episode["return"])))
+        self.arrow = None
+
+    def on_train_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        keys = ("loss/image", "loss/reward", "loss/cont", "loss/dyn")
+        if all(k in metrics for k in keys):
+            loss = sum(metrics[k] for k in keys) + 0.1 * metrics.get("loss/rep", 0.0)
+            with self._lock:
+                self._series["world-model loss"].add(step, loss)
+
+    def on_eval(self, step: int, score: float | None = None, elo: float | None = None) -> None:
+        with self._lock:
+            if score is not None:
+                self._series["eval score"].add(step, score)
+            if elo is not None:
+                self._series["Elo"].add(step, elo)
+
+    # -- dreams -------------------------------------------------------------------------------------------
+
+    def refresh_dream(self, agent: Any) -> bool:
+        """Recompute the dream strips with the agent's newest parameters; False when there is too little data."""
+        if not hasattr(agent, "open_loop"):
+            return False
+        with self._lock:
+            recent, latent = list(self._recent), self.latent
+        if len(recent) < self.cfg.dream_frames or latent is None:
+            return False
+        frames = np.stack([image for image, _ in recent])
+        actions = np.stack([np.asarray(action) for _, action in recent])
+        prediction = agent.open_loop(frames, actions, context=5)
+        imagined, rewards = agent.imagine(latent, self.cfg.imagine_horizon)
+        self._dream_version += 1
+        self._dream = Dream(reality=frames, prediction=prediction, context=5, imagined=imagined,
+                            imagined_reward=rewards, version=self._dream_version)
+        return True
+
+    # -- the frame's data ---------------------------------------------------------------------------------
+
+    def state(self, hud: Mapping[str, object], *, action: str = "", notice: str = "") -> OverlayState:
+        with self._lock:
+            curves = tuple(self._series[label].curve for label in CURVES)
+            results = tuple(self._results)
+        return OverlayState(run_name=self.run_name, game=self.game, opponent=self.opponent, hud=dict(hud),
+                            notice=notice, action=action, arrow=self.arrow, dream=self._dream, curves=curves,
+                            results=results)
