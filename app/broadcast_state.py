@@ -24,6 +24,9 @@ __all__ = ["FrameFeed", "move_arrow"]
 log = logging.getLogger(__name__)
 
 CURVES = ("episode score", "world-model loss", "eval score", "Elo")
+CONTEXT = 5
+MIN_DREAM_FRAMES = CONTEXT + 2
+"""Fewest real frames a dream strip is made of: the model's 5 context frames and 2 predictions."""
 
 
 def move_arrow(uci: str | None, white_at_bottom: bool) -> tuple[float, float, float, float] | None:
@@ -64,6 +67,8 @@ class FrameFeed:
         self.run_name, self.game = run_name, game
         self._lock = threading.Lock()
         self._recent: collections.deque[tuple[np.ndarray, Any]] = collections.deque(maxlen=cfg.dream_frames)
+        self._last_episode: list[tuple[np.ndarray, Any]] = []
+        """The end of the previous episode: dreams use it while the current episode is still too short."""
         self._series = {label: _Series(label, cfg.curve_points) for label in CURVES}
         self._results: collections.deque[Result] = collections.deque(maxlen=10)
         self._dream = Dream()
@@ -88,6 +93,8 @@ class FrameFeed:
 
     def on_episode(self, step: int, episode: Mapping[str, Any]) -> None:
         with self._lock:
+            if len(self._recent) >= MIN_DREAM_FRAMES:
+                self._last_episode = list(self._recent)
             self._recent.clear()  # a dream sequence never spans two episodes
             self._series["episode score"].add(step, float(episode["return"]))
             self._results.append(Result(outcome=episode.get("result"), score=float(episode["return"])))
@@ -115,14 +122,16 @@ class FrameFeed:
             return False
         with self._lock:
             recent, latent = list(self._recent), self.latent
-        if len(recent) < self.cfg.dream_frames or latent is None:
+            if len(recent) < MIN_DREAM_FRAMES:
+                recent = self._last_episode
+        if len(recent) < MIN_DREAM_FRAMES or latent is None:
             return False
         frames = np.stack([image for image, _ in recent])
         actions = np.stack([np.asarray(action) for _, action in recent])
-        prediction = agent.open_loop(frames, actions, context=5)
+        prediction = agent.open_loop(frames, actions, context=CONTEXT)
         imagined, rewards = agent.imagine(latent, self.cfg.imagine_horizon)
         self._dream_version += 1
-        self._dream = Dream(reality=frames, prediction=prediction, context=5, imagined=imagined,
+        self._dream = Dream(reality=frames, prediction=prediction, context=CONTEXT, imagined=imagined,
                             imagined_reward=rewards, version=self._dream_version)
         return True
 
