@@ -360,6 +360,8 @@ class Runner:
             "stream": self.broadcaster.health() if self.broadcaster is not None else {},
             "training": self.training.status() if self.training is not None else {},
             "notice": self.notice,
+            "hls_preview": bool(self.broadcaster is not None and self.cfg.stream.hls
+                                and (self.rundir.hls_dir / "index.m3u8").exists()),
             "stopping": self.stop_event.is_set(),
         }
 

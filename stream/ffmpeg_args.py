@@ -101,9 +101,9 @@ def output_for(cfg: StreamConfig, recordings_dir: Path, hls_dir: Path | None = N
 def _tee(sinks: tuple[Sink, ...]) -> str:
     parts = []
     for sink in sinks:
-        opts = [f"f={sink.muxer}", *(f"{k}={v}" for k, v in sink.options)]
-        if not sink.required:
-            opts.append("onfail=ignore")
+        # Explicit both ways: ffmpeg 5.1's tee keeps going without a slave whose onfail is left unset.
+        opts = [f"f={sink.muxer}", *(f"{k}={v}" for k, v in sink.options),
+                "onfail=abort" if sink.required else "onfail=ignore"]
         parts.append(f"[{':'.join(opts)}]{sink.url}")
     return "|".join(parts)
 

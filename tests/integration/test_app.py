@@ -39,7 +39,8 @@ def test_status_page_answers(live) -> None:
     assert status["run_name"] == "run" and status["env_id"] == "crafter"
     assert status["agent"] == "DreamerV3"
     assert {name: c["state"] for name, c in status["components"].items()} == {
-        "actor": "running", "compositor": "running", "dashboard": "running", "learner": "running"}
+        "actor": "running", "compositor": "running", "dashboard": "running", "learner": "running",
+        "dreamer": "running"}
     assert status["training"]["compile_s"] > 0 and status["training"]["learner"] in (
         "waiting for data", "waiting for env steps", "training")
 
@@ -57,7 +58,7 @@ def test_a_growing_valid_video_is_written_to_the_run_dir(live) -> None:
     assert (audio["codec_name"], audio["profile"]) == ("aac", "LC")
     health = live.status()["stream"]
     assert health["state"] == "live" and health["frames_written"] > 0
-    assert health["output"].endswith("recordings/stream-%Y%m%d-%H%M%S.flv")
+    assert health["output"].endswith("recordings/stream-%Y%m%d-%H%M%S.flv (+1 more)")  # + the HLS preview
 
 
 def test_metrics_and_config_are_in_the_run_dir(live) -> None:
@@ -106,9 +107,11 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             page.wait_for_function(
                 f"() => parseInt(document.querySelector('#counters td[data-key=\"env_steps\"]')"
                 f".textContent.replace(/,/g, '')) > {first}", timeout=60_000)
-            assert page.locator("#components").inner_text().count("running") == 4
-            width = page.wait_for_function("() => document.getElementById('preview').naturalWidth", timeout=60_000)
-            assert width.json_value() == 1280
+            assert page.locator("#components").inner_text().count("running") == 5  # + the dreamer
+            # The preview plays the encoded HLS stream itself: the video advances.
+            page.wait_for_function("() => { const v = document.getElementById('stream-video');"
+                                   " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }", timeout=120_000)
+            assert page.evaluate("document.getElementById('stream-video').videoWidth") == 1280
             page.screenshot(path=str(tmp_path / "dashboard.png"))
         finally:
             browser.close()
@@ -185,7 +188,7 @@ def test_stream_key_never_reaches_the_run_dir_or_output(app_factory, tmp_path) -
                        "--stream.twitch_ingest_url", "rtmp://127.0.0.1:9/app", "--stream.restart_backoff_max_s", "1"],
                       logdir, env={"TWITCH_STREAM_KEY": key})
     health = wait_for(lambda: (h := app.status()["stream"])["restarts"] >= 2 and h, "ffmpeg to fail twice")
-    assert health["output"] == "rtmp://127.0.0.1:9/app/***" and key not in json.dumps(health)
+    assert health["output"] == "rtmp://127.0.0.1:9/app/*** (+1 more)" and key not in json.dumps(health)
     page = app.get("/api/status").decode()
     assert app.stop() == 0
     leaks = [str(p) for p in logdir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]

@@ -67,7 +67,7 @@ def test_dreams_come_from_the_agent_and_never_span_episodes() -> None:
     feed.on_episode(8, {"return": 0.0, "length": 8})
     assert feed.refresh_dream(agent)  # the new episode is too short: the end of the last one is used
     assert np.array_equal(feed.state({}).dream.reality, dream.reality) and feed.state({}).dream.version == 2
-    for i in range(3):
+    for _ in range(3):
         feed.on_step(np.zeros((16, 16, 3), np.uint8), np.int32(0), state, {}, env=None)
     feed.on_episode(11, {"return": 0.0, "length": 3})  # 3 frames: too short to replace the kept episode
     assert feed.refresh_dream(agent) and np.array_equal(feed.state({}).dream.reality, dream.reality)

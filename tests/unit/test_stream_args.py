@@ -59,3 +59,14 @@ def test_twitch_output_url_and_its_shown_form() -> None:
 ])
 def test_redact(text, shown) -> None:
     assert redact(text, ("live_9_x",)) == shown
+
+
+def test_tee_aborts_on_the_required_sink_and_ignores_the_extras(tmp_path) -> None:
+    cfg = StreamConfig(target="rtmp://h/live/k", record=True, hls=True)
+    out = output_for(cfg, tmp_path / "rec", tmp_path / "hls")
+    argv = ffmpeg_argv(cfg, out)
+    tee = argv[argv.index("tee") + 1:][[a.startswith("[f=") for a in argv[argv.index("tee") + 1:]].index(True)]
+    primary, record, hls = tee.split("|")
+    assert primary == "[f=flv:flvflags=no_duration_filesize:onfail=abort]rtmp://h/live/k"
+    assert record.startswith("[f=segment:") and ":onfail=ignore]" in record
+    assert hls.startswith("[f=hls:") and hls.endswith(f":onfail=ignore]{tmp_path / 'hls' / 'index.m3u8'}")
