@@ -32,6 +32,7 @@ from app.settings import ChatConfig, DashboardConfig, RunConfig, SchedulerConfig
 from envs.config import EnvConfig
 from overlays.config import OverlayConfig
 from stream.config import StreamConfig
+from stream.obs import ObsConfig
 from trainer.config import TrainerConfig
 
 __all__ = [
@@ -62,6 +63,8 @@ class Config:
     """The broadcast frame."""
     stream: StreamConfig = field(default_factory=StreamConfig)
     """The broadcast output."""
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    """OBS mode: drive a running OBS Studio over its WebSocket (optional; the ffmpeg path is the default)."""
     chat: ChatConfig = field(default_factory=ChatConfig)
     """Viewer chat: local box and Twitch bot."""
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
@@ -328,9 +331,19 @@ def _build(cls: type, flat: Mapping[str, Any], prefix: str = "") -> Any:
         elif key in flat:
             kwargs[f.name] = _coerce(key, flat[key], tp)
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if cls is Config:
+        _check_across_sections(built)
+    return built
+
+
+def _check_across_sections(cfg: Config) -> None:
+    """Checks that involve more than one section."""
+    if cfg.obs.enabled and not cfg.obs.game_url and cfg.stream.target != "local":
+        raise ConfigError(f"obs.enabled needs stream.target = 'local' (OBS plays the app's local RTMP stream) or "
+                          f"obs.game_url; got stream.target = {cfg.stream.target!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from app.broadcast_state import FrameFeed
 from app.config import Config
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.metrics import MetricsWriter
+from app.obs_mode import ObsMode
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
@@ -88,6 +89,7 @@ class Runner:
         self.supervisor = Supervisor(self.stop_event, on_event=self._record_event)
         self.broadcaster: Broadcaster | None = None
         self.local_server: LocalRtmpServer | None = None
+        self.obs: ObsMode | None = None
         self.dashboard: DashboardServer | None = None
         self.sessions = None
         self._engine = None
@@ -144,6 +146,8 @@ class Runner:
             self.supervisor.join(timeout_s=60.0)  # an update in flight may take seconds on a CPU
             if self.training is not None:
                 self.training.close()
+            if self.obs is not None:
+                self.obs.close()
             if self.broadcaster is not None:
                 self.broadcaster.close()
             if self.local_server is not None:
@@ -194,6 +198,10 @@ class Runner:
                                            hls_dir=self.rundir.hls_dir)
             self.broadcaster.start()
             self.supervisor.add("compositor", self._compose_loop)
+            if cfg.obs.enabled:
+                self.obs = ObsMode(cfg.obs, self.local_server.url() if self.local_server else "")
+                self.obs.open()
+                self.supervisor.add("obs", lambda stop: self.obs.run(stop, self._obs_hud, self._is_playing))
         self.training = Training(cfg, obs_space, action_space, run_root=self.rundir.root,
                                  env_steps=lambda: self.counters.env_step)
         log.info("run %s: %s on %s, session %d, env step %d, logdir %s", self.run_name, self._agent_name(),
@@ -333,6 +341,15 @@ class Runner:
                 next_t = now
             stop.wait(max(0.0, next_t - now))
 
+    def _is_playing(self) -> bool:
+        with self._lock:
+            return self.live.frame is not None and time.monotonic() - self.live.frame_at < STALE_FRAME_S
+
+    def _obs_hud(self) -> dict[str, str]:
+        from overlays import format_value
+
+        return {label: f"{label}: {format_value(value)}" for label, value in self._overlay_state().hud.items()}
+
     def frame_jpeg(self) -> bytes | None:
         frame = self._composed
         if frame is None:
@@ -359,6 +376,7 @@ class Runner:
             "components": self.supervisor.status(),
             "stream": self.broadcaster.health() if self.broadcaster is not None else {},
             "training": self.training.status() if self.training is not None else {},
+            "obs": self.obs.stats if self.obs is not None else {},
             "notice": self.notice,
             "hls_preview": bool(self.broadcaster is not None and self.cfg.stream.hls
                                 and (self.rundir.hls_dir / "index.m3u8").exists()),

@@ -140,6 +140,8 @@ def test_every_secret_names_its_environment_variable() -> None:
         "chat.client_secret": "TWITCH_CLIENT_SECRET",
         "chat.bot_token": "TWITCH_BOT_TOKEN",
         "dashboard.token": "DREAMSTREAM_DASHBOARD_TOKEN",
+        "obs.password": "OBS_WEBSOCKET_PASSWORD",
+        "obs.stream_key": "TWITCH_STREAM_KEY",
     }
 
 
@@ -220,3 +222,12 @@ def test_a_users_own_yaml_file_is_a_block(tmp_path: Path) -> None:
     mine.write_text("stream:\n  fps: 24\n")
     assert resolve([str(mine)], environ={}, blocks=BLOCKS).stream.fps == 24
 
+
+
+def test_obs_mode_needs_the_local_stream_or_a_game_url() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve([], [("obs.enabled", True)], environ={}, blocks=BLOCKS)
+    assert str(info.value) == ("obs.enabled needs stream.target = 'local' (OBS plays the app's local RTMP stream) "
+                               "or obs.game_url; got stream.target = 'file'")
+    cfg = resolve([], [("obs.enabled", True), ("stream.target", "local")], environ={}, blocks=BLOCKS)
+    assert cfg.obs.enabled

@@ -1,0 +1,177 @@
+"""ObsController's connection logic against a scripted stand-in for obsws-python's client (no OBS, no sockets):
+backoff, fast failures, reconnect-and-restore, timeouts, request errors, masked secrets."""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+import pytest
+from obsws_python.error import OBSSDKTimeoutError
+
+import stream.obs
+from stream import StreamError
+from stream.obs import STATS_KEYS, ObsConfig, ObsController, ObsRequestError
+
+URL = "rtmp://127.0.0.1:1935/live/dreamstream"
+
+
+class FakeObs:
+    """Answers requests the way obsws-python's ObsClient.req does; records them; can be made to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.fail_with: BaseException | None = None
+        self.ws = None
+
+    def req(self, req_type: str, req_data: dict | None = None) -> dict:
+        self.sent.append((req_type, req_data))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if req_type == "SaveSourceScreenshot":
+            return {"requestType": req_type, "requestStatus": {"result": False, "code": 600,
+                                                               "comment": "No source was found by the name of `x`."}}
+        data = {"GetStats": {"activeFps": 30.0, "cpuUsage": 12.5, "memoryUsage": 300.0, "averageFrameRenderTime": 4.0,
+                             "renderSkippedFrames": 0, "renderTotalFrames": 90, "outputSkippedFrames": 0,
+                             "outputTotalFrames": 90},
+                "GetStreamStatus": {"outputActive": True, "outputReconnecting": False, "outputBytes": 1000,
+                                    "outputDuration": 3000, "outputCongestion": 0.0, "outputSkippedFrames": 0,
+                                    "outputTotalFrames": 90},
+                "GetRecordStatus": {"outputActive": False, "outputBytes": 0, "outputDuration": 0},
+                "GetCurrentProgramScene": {"currentProgramSceneName": "BRB"}}.get(req_type)
+        return {"requestType": req_type, "requestStatus": {"result": True, "code": 100}, "responseData": data}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(stream.obs, "time", types.SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
+    return fake
+
+
+def controller(monkeypatch, clients: list[Any], **cfg: Any) -> tuple[ObsController, list[int]]:
+    """Return a controller whose connection attempts take the next item of `clients` (an exception is raised)."""
+    ctl = ObsController(ObsConfig(game_url=URL, password="ws-PaSsWoRd", **cfg))
+    opened = [0]
+
+    def open_next() -> Any:
+        opened[0] += 1
+        item = clients.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    monkeypatch.setattr(ctl, "_open", open_next)
+    return ctl, opened
+
+
+def refused() -> StreamError:
+    return StreamError("OBS at 127.0.0.1:4455 is not reachable (connection refused); is OBS running ...")
+
+
+def test_game_url_is_required() -> None:
+    with pytest.raises(ValueError) as err:
+        ObsController(ObsConfig())
+    assert str(err.value) == ("obs.game_url is empty: set it to the URL OBS should play (the app fills in its local "
+                              "RTMP server's URL)")
+
+
+def test_unreachable_obs_fails_at_once_and_retries_with_capped_backoff(monkeypatch, clock, caplog) -> None:
+    ctl, opened = controller(monkeypatch, [refused() for _ in range(5)], reconnect_interval_s=2,
+                             reconnect_backoff_max_s=5)
+    waits = []
+    for _ in range(4):
+        with pytest.raises(StreamError, match="is not reachable"):
+            ctl.show("brb")  # a connection attempt
+        with pytest.raises(StreamError) as err:
+            ctl.set_hud({"step": "1"})  # within the backoff: no attempt, an immediate error
+        waits.append(str(err.value).rsplit(" ", 1)[-1])
+        clock.now += float(waits[-1].rstrip("s"))
+    assert waits == ["2s", "4s", "5s", "5s"]
+    assert opened == [4]
+    assert [r.levelname for r in caplog.records if r.name == "stream.obs"] == ["WARNING"]  # one line per outage
+    stats = ctl.stats()  # the dashboard's poll never raises
+    assert tuple(stats) == STATS_KEYS and stats["connected"] is False and "not reachable" in stats["error"]
+    assert opened == [5]
+
+
+def test_a_connection_closed_under_a_call_reconnects_at_once_and_restores(monkeypatch, clock, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    first, second = FakeObs(), FakeObs()
+    ctl, opened = controller(monkeypatch, [first, second])
+    ctl.connect()
+    ctl.start_stream()
+    ctl.show("brb")
+    first.fail_with = ConnectionResetError("Connection reset by peer")  # OBS was restarted behind our back
+    stats = ctl.stats()
+    assert stats["connected"] is True and stats["stream_active"] is True and stats["stream_duration_s"] == 3.0
+    assert opened == [2]
+    assert ("SetCurrentProgramScene", {"sceneName": "BRB"}) in second.sent and ("StartStream", None) in second.sent
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == \
+        ["lost OBS at 127.0.0.1:4455 (ConnectionResetError: Connection reset by peer); reconnecting with backoff"]
+    assert "reconnected to OBS at 127.0.0.1:4455 after 0s" in caplog.text
+
+
+def test_a_hung_request_times_out_and_waits_for_the_backoff(monkeypatch, clock) -> None:
+    first = FakeObs()
+    ctl, opened = controller(monkeypatch, [first, FakeObs()], request_timeout_s=3)
+    ctl.connect()
+    first.fail_with = OBSSDKTimeoutError("Timeout while trying to send the request")
+    with pytest.raises(StreamError) as err:
+        ctl.show("live")
+    assert str(err.value) == "OBS at 127.0.0.1:4455 did not answer SetCurrentProgramScene within 3s; will reconnect"
+    with pytest.raises(StreamError, match="next connection attempt in 2s"):
+        ctl.show("live")
+    clock.now += 2
+    ctl.show("live")
+    assert opened == [2]
+
+
+def test_request_failures_say_what_obs_answered(monkeypatch, clock, tmp_path) -> None:
+    ctl, _ = controller(monkeypatch, [FakeObs()])
+    with pytest.raises(ObsRequestError) as err:
+        ctl.screenshot("x", tmp_path / "x.png")
+    assert err.value.code == 600 and ctl.is_connected  # OBS answered: the connection stays
+    assert str(err.value) == "OBS refused SaveSourceScreenshot (code 600: No source was found by the name of `x`.)"
+
+
+def test_bad_app_input_is_a_value_error(monkeypatch, clock) -> None:
+    ctl, opened = controller(monkeypatch, [])
+    with pytest.raises(ValueError, match="unknown scene 'pause': must be one of live, starting, brb, rollback"):
+        ctl.show("pause")
+    with pytest.raises(ValueError, match="HUD items must be non-empty str keys with str texts, got 'step': 3"):
+        ctl.set_hud({"step": 3})  # type: ignore[dict-item]
+    assert opened == [0]
+
+
+def test_closed_controller_refuses_calls(monkeypatch, clock) -> None:
+    ctl, _ = controller(monkeypatch, [FakeObs()])
+    ctl.connect()
+    ctl.close()
+    with pytest.raises(StreamError, match="the OBS controller is closed"):
+        ctl.show("live")
+
+
+def test_secrets_are_masked_in_obsws_python_logs(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    ObsController(ObsConfig(game_url=URL, password="ws-PaSsWoRd", stream_key="live_1_SeCrEt"))
+    # What obsws-python 1.8 logs on connect (INFO) and for every request (DEBUG):
+    logging.getLogger("obsws_python.baseclient.ObsClient").info(
+        "Connecting with parameters: host='{host}' port=4455 password='{password}'".format(
+            host="127.0.0.1", password="ws-PaSsWoRd"))
+    logging.getLogger("obsws_python.baseclient.ObsClient").debug(
+        "Sending request %s", {"requestData": {"streamServiceSettings": {"key": "live_1_SeCrEt"}}})
+    assert "ws-PaSsWoRd" not in caplog.text and "SeCrEt" not in caplog.text
+    assert "password='***'" in caplog.text and "'key': '***'" in caplog.text
