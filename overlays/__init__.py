@@ -10,6 +10,6 @@ from overlays.layout import Layout, Rect
 from overlays.state import ChatLine, Curve, Dream, OverlayState, Poll, Result
 
 __all__ = [
-    "ChatLine", "Curve", "Dream", "Layout", "OverlayConfig", "OverlayError", "OverlayState", "Poll", "Rect", "Result", "clear_caches",
-    "compose", "fallback_frame", "format_value",
+    "ChatLine", "Curve", "Dream", "Layout", "OverlayConfig", "OverlayError", "OverlayState", "Poll", "Rect", "Result",
+    "clear_caches", "compose", "fallback_frame", "format_value",
 ]
