@@ -327,19 +327,15 @@ class Runner:
         s = self.cfg.stream
         layout = Layout(width=s.width, height=s.height)
         self.broadcaster.offer(fallback_frame(layout, "Starting..."))
-        period = 1.0 / s.fps
-        next_t = time.monotonic()
         while not stop.is_set():
+            # Phase-locked to the pacer: one fresh frame per frame sent (none dropped or repeated). If the
+            # encoder is down, the timeout keeps composing for the dashboard's preview.
+            self.broadcaster.wait_tick(2.0 / s.fps)
             with self._lock:
                 frame = self.live.frame
             composed = compose(frame, self._overlay_state(), layout)
             self._composed = composed
             self.broadcaster.offer(composed)
-            next_t += period
-            now = time.monotonic()
-            if next_t < now - 1.0:
-                next_t = now
-            stop.wait(max(0.0, next_t - now))
 
     def _is_playing(self) -> bool:
         with self._lock:

@@ -61,6 +61,8 @@ class Broadcaster:
         self._latest: np.ndarray | None = None
         self._latest_is_new = False
         self._stop = threading.Event()
+        self._tick = threading.Condition()
+        self._ticks = 0
         self._thread: threading.Thread | None = None
         self._reconnect_reason = ""
         self._watchdog: threading.Thread | None = None
@@ -88,6 +90,16 @@ class Broadcaster:
             self._latest = frame
             self._latest_is_new = True
             self._counts["frames_offered"] += 1
+
+    def wait_tick(self, timeout_s: float) -> bool:
+        """Wait until the pacer has sent a frame (True), or `timeout_s` passed (False).
+
+        A producer that composes right after each tick offers exactly one fresh frame per frame sent, so
+        nothing is dropped or repeated; when the encoder is down, the timeout keeps the producer going.
+        """
+        with self._tick:
+            seen = self._ticks
+            return self._tick.wait_for(lambda: self._ticks != seen, timeout=timeout_s)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -187,6 +199,9 @@ class Broadcaster:
             finally:
                 self._write_started = None
             self._counts["frames_written"] += 1
+            with self._tick:
+                self._ticks += 1
+                self._tick.notify_all()
             # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
             if self._state != "live" and encoder.progress_at is not None:
                 self._state = "live"

@@ -111,3 +111,21 @@ def test_refused_rtmp_target_reports_error_without_the_key(tmp_path, caplog) -> 
             b.close()
     assert key not in caplog.text and key not in str(health)
     assert "rtmp://127.0.0.1:9/app/***" in caplog.text
+
+
+def test_a_producer_locked_to_the_pacer_drops_and_repeats_nothing(tmp_path) -> None:
+    cfg = StreamConfig(width=320, height=180, fps=30, preset="ultrafast", bitrate_kbps=300, hls=False)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path), recordings_dir=tmp_path)
+    b.start()
+    try:
+        b.offer(np.zeros((180, 320, 3), np.uint8))
+        wait_for(lambda: b.health()["frames_written"] > 5, "the stream to run")
+        before = b.health()
+        for i in range(90):
+            assert b.wait_tick(5.0)
+            b.offer(np.full((180, 320, 3), i, np.uint8))
+        after = b.health()
+    finally:
+        b.close()
+    assert after["frames_dropped"] - before["frames_dropped"] == 0
+    assert after["frames_repeated"] - before["frames_repeated"] <= 1  # at most the frame in flight at the start
