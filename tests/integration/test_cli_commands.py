@@ -43,7 +43,8 @@ def test_train_headless_eval_and_db_upgrade(tmp_path) -> None:
 
     ev = run("eval", "--logdir", str(logdir), "--episodes", "2", "--env.max_episode_steps", "50")
     assert ev.returncode == 0, ev.stderr
-    assert "mean score" in ev.stdout and "PLACEHOLDER random agent" in ev.stdout
+    saved = max(int(p.name) for p in (logdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert f"over 2 episodes of DreamerV3 from checkpoint {saved}" in ev.stdout  # the trained agent, restored
     with sqlite3.connect(logdir / "dreamstream.db") as db:
         rows = db.execute("select mode, length from episodes where mode = 'eval'").fetchall()
     assert rows == [("eval", 50), ("eval", 50)]
