@@ -319,6 +319,8 @@ class Runner:
         notice = self.notice
         if not notice and frame_age is not None and frame_age > STALE_FRAME_S:
             notice = "agent restarting - be right back"
+        if not notice and self.broadcaster is not None and self.broadcaster.health()["state"] == "reconnecting":
+            notice = "stream reconnecting"
         return self.feed.state(hud, action=action, notice=notice)
 
     def _compose_loop(self, stop: threading.Event) -> None:
