@@ -71,17 +71,18 @@ def twohot_loss(logits: jax.Array, y: jax.Array, bins: jax.Array = BINS) -> jax.
 
 
 def twohot_mean(logits: jax.Array, bins: jax.Array = BINS) -> jax.Array:
-    """Return the predicted value: sum of bin probabilities times bin centres.
+    """Return the predicted value: the sum of bin probabilities times bin centres.
 
-    Summed from the outside in on both halves, so that symmetric probabilities give exactly 0.
+    The outer bins are huge (±4.9e8), so summing p_i b_i directly cancels catastrophically: XLA may
+    reorder the sum under jit, and a uniform distribution then read -0.16 instead of 0. The bins are
+    symmetric (b_left = -b_right), so it sums (p_right - p_left) b_right instead: the probabilities cancel
+    before they are scaled, exactly 0 for a symmetric distribution in any summation order.
     """
     probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
     bins = jnp.asarray(bins)
     n = bins.shape[0]
     m = (n - 1) // 2
-    left = jnp.flip(probs[..., :m], -1) * jnp.flip(bins[:m])
-    right = probs[..., m + 1:] * bins[m + 1:]
-    return jnp.sum(left + right, -1)
+    return jnp.sum((probs[..., m + 1:] - jnp.flip(probs[..., :m], -1)) * bins[m + 1:], -1)
 
 
 def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:

@@ -51,6 +51,18 @@ def test_twohot_loss_is_minimised_by_the_target_and_mean_decodes_it() -> None:
     assert float(twohot_mean(jnp.zeros(255))) == 0.0  # a zero-initialised head predicts exactly 0
 
 
+@pytest.mark.parametrize("shape", [(255,), (6, 4, 255), (6, 16, 255), (16, 1024, 255)])
+def test_twohot_mean_is_exact_under_jit(shape) -> None:
+    """XLA may reorder sums under jit; the mean must not cancel catastrophically against the ±4.9e8 bins."""
+    assert float(jnp.abs(jax.jit(twohot_mean)(jnp.zeros(shape))).max()) == 0.0
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float64) if jax.config.jax_enable_x64 else logits, -1),
+                       np.float64)
+    exact = probs @ BINS.astype(np.float64)
+    assert np.allclose(np.asarray(jax.jit(twohot_mean)(logits)), exact, rtol=0, atol=1e-3 * np.abs(exact).max())
+
+
 def test_imagined_lambda_return_hand_example() -> None:
     # H = 2: R1 = r2 + c2 ((1-l) v2 + l v2) = 2 + 0.5 * 20 = 12;  R0 = 1 + 0.5 (0.5 * 10 + 0.5 * 12) = 6.5
     rew, cont, val = jnp.array([0.0, 1.0, 2.0]), jnp.array([1.0, 0.5, 0.5]), jnp.array([0.0, 10.0, 20.0])
