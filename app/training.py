@@ -157,7 +157,9 @@ class Training:
             return 0.0
         ema = self.learner.update_s_ema
         if ema is None:
-            return STARTUP_PACE_S
+            # Only while the first update of this session is being computed; a learner that waits (e.g. it
+            # is ahead after a resume with a lower train ratio) needs env steps at full speed.
+            return STARTUP_PACE_S if self.learner.state == "training" else 0.0
         t = self.cfg.trainer
         return ema * self.cfg.run.train_ratio / (t.batch_size * t.batch_length)
 
@@ -184,10 +186,10 @@ class Training:
         if not self.is_learning:
             return
         with self._save_lock:
-            step = self.learner.updates
+            # Immutable arrays: a consistent snapshot even while training goes on.
+            step, state = self.learner.snapshot()
             if step == self.checkpoint_step or step == 0:
                 return
-            state = self.agent.state  # immutable arrays: a consistent snapshot even while training goes on
             try:
                 self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()}, metric)
             except (OSError, ValueError, TrainerError) as exc:

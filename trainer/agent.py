@@ -115,13 +115,11 @@ class DreamerAgent:
         return PolicyState(deter, stoch, action), action
 
     def start_policy_process(self) -> None:
-        """Move acting into a child process (see trainer.policy_server); compiles its policy step now."""
+        """Move acting into a child process (see trainer.policy_server), which compiles its policy step now."""
         from trainer.policy_server import PolicyServer
 
         self._server = PolicyServer(self.cfg, self.act_space, self.image_shape, jax.device_get(self.params),
                                     seed=self.cfg.seed + 1)
-        mask = np.ones(self.act_space.n, bool) if self.act_space.discrete else None
-        self._server.act(np.zeros(self.image_shape, np.uint8), mask, True, stream=-1)
 
     def close(self) -> None:
         if self._server is not None:

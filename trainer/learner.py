@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -65,6 +66,7 @@ class Learner:
         """Smoothed seconds per update (None before the first), for pacing the actor."""
         self.nonfinite = 0
         self.state = "waiting for data"
+        self._lock = threading.Lock()
 
     @property
     def replayed_steps(self) -> int:
@@ -77,6 +79,14 @@ class Learner:
     def is_ahead(self) -> bool:
         """True when one more update would replay more than train_ratio x env steps."""
         return self.replayed_steps + self.batch_size * self.batch_length > self.train_ratio * self.env_steps()
+
+    def snapshot(self) -> tuple[int, Any]:
+        """Return (updates, train state) taken together: a checkpoint's step names exactly its state.
+
+        Waits for at most the update in progress.
+        """
+        with self._lock:
+            return self.updates, self.agent.state
 
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
         """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
@@ -93,10 +103,12 @@ class Learner:
                 continue
             self.state = "training"
             t0 = time.monotonic()
-            metrics = self.agent.train(self.replay.sample(self.batch_size))
+            batch = self.replay.sample(self.batch_size)
+            with self._lock:  # the agent's state and the update count change together (see snapshot())
+                metrics = self.agent.train(batch)
+                self.updates += 1
             # One host sync per update (a few scalars, next to seconds of compute): every update is checked.
             host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            self.updates += 1
             self.last_update_s = time.monotonic() - t0
             self.update_s_ema = self.last_update_s if self.update_s_ema is None else \
                 0.9 * self.update_s_ema + 0.1 * self.last_update_s

@@ -10,6 +10,7 @@ parameters after updates. If the parent dies, the child reads EOF and exits.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing as mp
@@ -36,10 +37,13 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
            image_shape: tuple[int, int, int], seed: int) -> None:
     """Child process: a single-threaded CPU JAX runtime answering act/close messages on `conn`, while a
     thread takes new parameters from `params_conn` (so a parameter push never delays an act)."""
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    # Read when the backend starts (on first use), which is after this point: jax itself is already imported
+    # by unpickling this function's module, so JAX_PLATFORMS in the environment would come too late.
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import jax
     import jax.numpy as jnp
+
+    jax.config.update("jax_platforms", "cpu")
 
     from trainer.dreamer import act_step
     from trainer.model import DreamerModel
@@ -81,39 +85,83 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
 
 
 class PolicyServer:
-    """A child process that acts with the newest parameters it was sent."""
+    """A child process that acts with the newest parameters it was sent; restarted if it dies or hangs.
+
+    A restart costs the child's compile (seconds) and the streams' latent states (they start afresh, as
+    at an episode start); the run goes on.
+    """
 
     def __init__(self, cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int],
                  params: Any, seed: int = 0) -> None:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        child_params, self._params_conn = ctx.Pipe(duplex=False)  # the child reads, this side writes
-        self._proc = ctx.Process(target=_serve, args=(child, child_params, cfg, act_space, tuple(image_shape),
-                                                      seed), name="dreamstream-policy", daemon=True)
-        self._proc.start()
-        child.close()
-        child_params.close()
+        self._args = (cfg, act_space, tuple(image_shape))
+        self._seed = seed
         self._lock = threading.Lock()
         self._params_lock = threading.Lock()
         self.act_space = act_space
         self.last_sync = 0.0
-        self._params_conn.send(params)
-        if not self._conn.poll(START_TIMEOUT_S):
-            raise TrainerError(f"the policy process did not start within {START_TIMEOUT_S:.0f}s")
-        self._conn.recv()
+        self.restarts = 0
+        self._params = params
+        self._start()
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        child_params, self._params_conn = ctx.Pipe(duplex=False)  # the child reads, this side writes
+        self._proc = ctx.Process(target=_serve, args=(child, child_params, *self._args, self._seed + self.restarts),
+                                 name="dreamstream-policy", daemon=True)
+        self._proc.start()
+        child.close()
+        child_params.close()
+        _, act_space, image_shape = self._args
+        mask = np.ones(act_space.n, bool) if act_space.discrete else None
+        warmup = (-1, np.zeros(image_shape, np.uint8), mask, True)  # compiles the policy step before real use
+        ready = False
+        try:
+            self._params_conn.send(self._params)
+            if self._conn.poll(START_TIMEOUT_S):
+                self._conn.recv()
+                self._conn.send(("act", warmup))
+                ready = self._conn.poll(START_TIMEOUT_S)
+                if ready:
+                    self._conn.recv()
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self._stop_process()
+            raise TrainerError(f"the policy process did not start within {START_TIMEOUT_S:.0f}s "
+                               f"(exit code {self._proc.exitcode})")
+
+    def _stop_process(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=10)
+        self._conn.close()
+        self._params_conn.close()
+
+    def _restart(self, why: str) -> None:
+        log.warning("the policy process %s; restarting it (acting resumes once it has compiled)", why)
+        self._stop_process()
+        self.restarts += 1
+        self._start()
 
     def _request(self, kind: str, payload: Any, timeout_s: float = 60.0) -> Any:
         with self._lock:
-            if not self._proc.is_alive():
-                raise TrainerError(f"the policy process died (exit code {self._proc.exitcode})")
-            self._conn.send((kind, payload))
-            if not self._conn.poll(timeout_s):
-                raise TrainerError(f"the policy process did not answer a {kind!r} request in {timeout_s:.0f}s")
-            try:
-                _, answer = self._conn.recv()
-            except EOFError:
-                raise TrainerError(f"the policy process died (exit code {self._proc.exitcode})") from None
-        return answer
+            for attempt in (1, 2):
+                if not self._proc.is_alive():
+                    why = f"died (exit code {self._proc.exitcode})"
+                else:
+                    try:
+                        self._conn.send((kind, payload))
+                        if self._conn.poll(timeout_s):
+                            return self._conn.recv()[1]
+                        # A late answer would be read as the reply to the next request: never reuse this pipe.
+                        why = f"did not answer a {kind!r} request in {timeout_s:.0f}s"
+                    except (EOFError, OSError):
+                        why = f"died (exit code {self._proc.exitcode})"
+                if attempt == 2:
+                    raise TrainerError(f"the policy process {why}, also after a restart")
+                self._restart(why)
+        raise AssertionError("unreachable")
 
     def act(self, image: np.ndarray, mask: np.ndarray | None, is_first: bool, stream: int = 0):
         """Return (action vector [one-hot or continuous], deter, stoch) for one observation of `stream`."""
@@ -122,21 +170,20 @@ class PolicyServer:
     def sync(self, params: Any) -> None:
         """Send new parameters (host numpy arrays) on their own pipe; acting picks them up without waiting."""
         with self._params_lock:
+            self._params = params  # what a restarted child starts from
             try:
                 self._params_conn.send(params)
-            except (OSError, BrokenPipeError) as exc:
-                raise TrainerError(f"the policy process died (exit code {self._proc.exitcode})") from exc
+            except OSError:
+                log.debug("parameter push skipped: the policy process is down (it restarts at the next act)")
         self.last_sync = time.monotonic()
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
     def close(self) -> None:
-        try:
-            with self._lock:
+        with self._lock:
+            with contextlib.suppress(OSError):
                 self._conn.send(("close", None))
-        except (OSError, BrokenPipeError):
-            pass
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=5)
-        self._conn.close()
-        self._params_conn.close()
+            self._proc.join(timeout=10)
+            self._stop_process()

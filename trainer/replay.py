@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -137,7 +138,35 @@ class Replay:
         tmp = self.directory / f".{name}.tmp"
         with tmp.open("wb") as fh:
             np.savez(fh, **data)
+            fh.flush()
+            os.fsync(fh.fileno())  # the rename must never publish a file whose bytes are not on disk yet
         tmp.replace(self.directory / name)
+        self._prune(stream)
+
+    def _chunks(self) -> dict[int, list[tuple[int, int, Path]]]:
+        """Return {stream: [(start, steps, path), ...] newest first} for the chunk files on disk."""
+        assert self.directory is not None
+        found: dict[int, list[tuple[int, int, Path]]] = collections.defaultdict(list)
+        for path in self.directory.glob("chunk-*.npz"):
+            try:
+                _, stream, start, n = path.stem.split("-")
+                found[int(stream)].append((int(start), int(n), path))
+            except ValueError:
+                log.warning("ignoring unexpected replay file %s", path.name)
+        for chunks in found.values():
+            chunks.sort(reverse=True)
+        return found
+
+    def _prune(self, stream: int) -> None:
+        """Delete a stream's chunk files older than its RAM capacity: the disk holds what a restart can load."""
+        capacity, total = self._streams[stream].capacity, 0
+        for _start, n, path in self._chunks().get(stream, []):
+            total += n
+            if total > capacity:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    log.warning("could not delete old replay chunk %s: %s", path.name, exc)
 
     def close(self) -> None:
         """Write the steps not yet in a chunk file, so a clean stop loses nothing."""
@@ -159,22 +188,14 @@ class Replay:
             return 0
         t0 = time.monotonic()
         loaded = 0
-        by_stream: dict[int, list[tuple[int, Path]]] = collections.defaultdict(list)
-        for path in self.directory.glob("chunk-*.npz"):
-            try:
-                _, stream, start, _n = path.stem.split("-")
-                by_stream[int(stream)].append((int(start), path))
-            except ValueError:
-                log.warning("ignoring unexpected replay file %s", path.name)
-        for stream, chunks in by_stream.items():
+        for stream, chunks in self._chunks().items():
             if stream >= len(self._streams):
                 log.warning("replay has chunks of stream %d but only %d streams are configured; skipping them",
                             stream, len(self._streams))
                 continue
             s = self._streams[stream]
             keep, total = [], 0
-            for start, path in sorted(chunks, reverse=True):
-                n = int(path.stem.split("-")[3])
+            for start, n, path in chunks:
                 if total + n > s.capacity:
                     break
                 keep.append((start, path))
@@ -183,8 +204,8 @@ class Replay:
                 try:
                     with np.load(path) as data:
                         arrays = {k: data[k] for k in s.data}
-                except (OSError, ValueError, KeyError) as exc:
-                    log.warning("skipping damaged replay chunk %s: %s", path.name, exc)
+                except Exception as exc:  # a torn or foreign file: BadZipFile, EOFError, ...
+                    log.warning("skipping damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
                     continue
                 s.extend(start, arrays)  # step numbering continues where the newest chunk ends
                 loaded += len(arrays["reward"])

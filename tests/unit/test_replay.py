@@ -80,6 +80,25 @@ def test_damaged_chunk_is_skipped_and_the_gap_starts_a_new_sequence(tmp_path, ca
     assert window["is_first"][0] and window["reward"][0] == 32
 
 
+def test_truncated_chunk_from_a_torn_write_is_skipped(tmp_path, caplog) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    fill(replay, 48)
+    torn = sorted(tmp_path.glob("chunk-*.npz"))[2]
+    torn.write_bytes(torn.read_bytes()[:200])  # a zip cut short: BadZipFile, not ValueError
+    again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32
+    assert "BadZipFile" in caplog.text
+
+
+def test_disk_keeps_only_what_a_restart_can_load(tmp_path) -> None:
+    replay = Replay(SPEC, capacity=40, length=8, directory=tmp_path, chunk_steps=16)
+    fill(replay, 160)  # ten chunks written; 40 steps of RAM hold two whole chunks and a part of a third
+    starts = sorted(int(p.stem.split("-")[2]) for p in tmp_path.glob("chunk-*.npz"))
+    assert starts == [128, 144]
+    again = Replay(SPEC, capacity=40, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32
+
+
 def test_too_small_capacity_is_refused() -> None:
     with pytest.raises(ValueError, match="replay capacity 20 is too small"):
         Replay(SPEC, capacity=20, length=8, chunk_steps=16)

@@ -1,0 +1,58 @@
+"""The policy's child process: it acts with the masks it is given, and a dead or hung child is replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tests.unit.test_trainer_model import ColourMatch, tiny_agent
+from trainer.errors import TrainerError
+
+
+@pytest.fixture(scope="module")
+def agent():
+    env = ColourMatch()
+    agent = tiny_agent(env, policy_process=True)
+    agent.start_policy_process()
+    yield agent
+    agent.close()
+
+
+def act(agent, first: bool = False):
+    obs = {"image": np.zeros((16, 16, 3), np.uint8), "action_mask": np.array([False, True, False])}
+    return agent.policy(obs, None, first)[0]
+
+
+def test_the_child_acts_with_the_mask(agent) -> None:
+    assert {act(agent, first=i == 0) for i in range(5)} == {1}
+
+
+def test_a_killed_child_is_restarted_and_acting_goes_on(agent) -> None:
+    server = agent._server
+    pid = server.pid
+    os.kill(pid, signal.SIGKILL)
+    assert act(agent, first=True) == 1
+    assert server.restarts == 1 and server.pid != pid
+
+
+def test_a_hung_child_is_replaced_so_no_late_answer_is_misread(agent) -> None:
+    server = agent._server
+    os.kill(server.pid, signal.SIGSTOP)
+    image = np.zeros((16, 16, 3), np.uint8)
+    action, _, _ = server._request("act", (0, image, np.array([False, False, True]), True), timeout_s=2.0)
+    assert int(np.argmax(action)) == 2 and server.restarts == 2
+    # The next answer belongs to the next request, not to the one that timed out.
+    action, _, _ = server._request("act", (0, image, np.array([True, False, False]), False))
+    assert int(np.argmax(action)) == 0
+
+
+def test_a_child_that_keeps_failing_is_a_clear_error(agent, monkeypatch) -> None:
+    server = agent._server
+    monkeypatch.setattr(server, "_restart", lambda why: None)  # a restart that does not bring it back
+    os.kill(server.pid, signal.SIGKILL)
+    server._proc.join()
+    with pytest.raises(TrainerError, match="died .* also after a restart"):
+        act(agent)

@@ -1,0 +1,57 @@
+"""The app's training system: actor pacing and checkpoint snapshots, on the tiny model and PixelCatch."""
+
+from __future__ import annotations
+
+import pytest
+
+import envs
+from app.config import load_blocks, resolve
+from app.training import STARTUP_PACE_S, Training
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    cfg = resolve(["tiny", "catch"], [("trainer.train_after", 10)], environ={}, blocks=load_blocks())
+    env = envs.make_from_config(cfg.env)
+    steps = {"n": 0}
+    t = Training(cfg, env.observation_space, env.action_space, run_root=tmp_path_factory.mktemp("run"),
+                 env_steps=lambda: steps["n"])
+    yield t, steps
+    env.close()
+    t.checkpointer.close()
+    t.agent.close()
+
+
+def test_actor_runs_free_until_training_can_start(training) -> None:
+    t, steps = training
+    steps["n"] = 5
+    assert t.pace_s() == 0.0
+
+
+def test_actor_slows_only_while_the_first_update_runs(training) -> None:
+    t, steps = training
+    steps["n"] = 1000
+    t.learner.update_s_ema = None
+    t.learner.state = "training"
+    assert t.pace_s() == STARTUP_PACE_S
+    # A resumed learner that is ahead of its ratio waits for env steps: the actor must not crawl.
+    t.learner.state = "waiting for env steps"
+    assert t.pace_s() == 0.0
+
+
+def test_pace_follows_the_measured_update_time(training) -> None:
+    t, steps = training
+    steps["n"] = 1000
+    t.learner.update_s_ema = 2.0
+    c = t.cfg
+    assert t.pace_s() == pytest.approx(2.0 * c.run.train_ratio / (c.trainer.batch_size * c.trainer.batch_length))
+
+
+def test_checkpoint_step_names_its_state(training) -> None:
+    t, _ = training
+    t.learner.updates = 7
+    t.checkpoint()
+    restored = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0})
+    assert restored is not None and restored[0] == 7 and restored[2]["updates"] == 7
+    t.checkpoint()  # nothing new: no second save
+    assert t.checkpoint_step == 7
