@@ -155,26 +155,31 @@ class Broadcaster:
         backoff_s = 1.0
         blank = np.full(self._shape, 40, np.uint8)
         while not self._stop.is_set():
-            encoder = self._spawn()
-            if encoder is not None:
-                self._encoder = encoder
-                self._state = "connecting"
-                self._pace(encoder, blank)
-                self._encoder = None
-                self._live_since = None
-                code = encoder.stop(timeout_s=5.0)
-                ran_s = time.monotonic() - encoder.started_at
-                if self._stop.is_set():
-                    break
-                if self._reconnect_reason:
-                    log.info("reconnected the stream: %s", self._reconnect_reason)
-                    self._reconnect_reason = ""
-                    self._counts["scheduled_reconnects"] += 1
-                    continue  # a planned reconnect: no backoff, not counted as a failure
-                self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
-                log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
-                if ran_s >= STABLE_AFTER_S:
-                    backoff_s = 1.0
+            try:
+                encoder = self._spawn()
+                if encoder is not None:
+                    self._encoder = encoder
+                    self._state = "connecting"
+                    self._pace(encoder, blank)
+                    self._encoder = None
+                    self._live_since = None
+                    code = encoder.stop(timeout_s=5.0)
+                    ran_s = time.monotonic() - encoder.started_at
+                    if self._stop.is_set():
+                        break
+                    if self._reconnect_reason:
+                        log.info("reconnected the stream: %s", self._reconnect_reason)
+                        self._reconnect_reason = ""
+                        self._counts["scheduled_reconnects"] += 1
+                        continue  # a planned reconnect: no backoff, not counted as a failure
+                    self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
+                    log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
+                    if ran_s >= STABLE_AFTER_S:
+                        backoff_s = 1.0
+            except Exception as exc:  # a bug here must never end the broadcast: log it, restart the encoder
+                log.exception("stream loop error; restarting the encoder")
+                self._last_error = f"internal error: {type(exc).__name__}: {exc}"
+                self._abandon_encoder()
             self._counts["restarts"] += 1
             self._state = "reconnecting"
             self._live_since = None
@@ -182,6 +187,14 @@ class Broadcaster:
             log.info("restarting ffmpeg in %.1fs", delay)
             self._stop.wait(delay)
             backoff_s = min(backoff_s * 2, self.cfg.restart_backoff_max_s)
+
+    def _abandon_encoder(self) -> None:
+        encoder, self._encoder, self._live_since = self._encoder, None, None
+        if encoder is not None:
+            try:
+                encoder.stop(timeout_s=5.0)
+            except Exception:
+                log.exception("could not stop ffmpeg after a stream loop error")
 
     def _pace(self, encoder: EncoderProcess, blank: np.ndarray) -> None:
         period = 1.0 / self.cfg.fps

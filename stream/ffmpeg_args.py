@@ -56,12 +56,27 @@ class Output:
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Return `text` with every secret replaced by ***; also masks rtmp URL paths after /app/."""
+    """Return `text` with every secret replaced by ***, and the last path element of every remote rtmp(s) URL.
+
+    A stream key is the last path element of an ingest URL (Twitch's /app/KEY, YouTube's /live2/KEY, ...):
+    it is masked with any query after it, even where it was not declared secret. Loopback URLs (the local
+    server) are shown whole.
+    """
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
-    # A stream key is the last path element of an ingest URL; mask it even if it was not declared secret.
-    return re.sub(r"(rtmps?://[^\s/]+/app/)[^\s'\":|\]]+", rf"\g<1>{MASK}", text)
+    return _INGEST_URL.sub(_mask_key, text)
+
+
+_INGEST_URL = re.compile(r"(rtmps?://([^\s/'\"]+)/(?:[^\s/'\"]+/)*)([^\s/'\":|\]?]+)(\?[^\s'\"|\]]*)?")
+_LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+
+
+def _mask_key(match: re.Match) -> str:
+    prefix, host = match.group(1), match.group(2)
+    if _LOOPBACK.match(host) or prefix.count("/") < 4:
+        return match.group(0)  # the local server, or a URL without an app/key path
+    return prefix + MASK
 
 
 def _segments(cfg: StreamConfig, recordings_dir: Path, required: bool) -> Sink:
@@ -87,8 +102,13 @@ def output_for(cfg: StreamConfig, recordings_dir: Path, hls_dir: Path | None = N
     elif cfg.target == "local":
         raise ValueError("stream.target 'local' needs the local server's URL (pass url=)")
     else:
-        sinks = [Sink(cfg.target, "flv", flv)]
-        secrets = (cfg.stream_key,) if cfg.stream_key and cfg.stream_key in cfg.target else ()
+        url = cfg.target
+        if cfg.stream_key and cfg.stream_key not in url:
+            # A custom ingest (YouTube, Kick, a restreamer) takes the key as the last path element, like Twitch.
+            base, _, query = url.partition("?")
+            url = f"{base.rstrip('/')}/{cfg.stream_key}" + (f"?{query}" if query else "")
+        sinks = [Sink(url, "flv", flv)]
+        secrets = (cfg.stream_key,) if cfg.stream_key else ()
     if cfg.record and sinks[0].muxer != "segment":
         sinks.append(_segments(cfg, recordings_dir, required=False))
     if cfg.hls and hls_dir is not None:

@@ -32,7 +32,7 @@ from trainer.dists import (
 )
 from trainer.model import ActSpace, DreamerModel, feature
 from trainer.optim import make_optimizer
-from trainer.returns import imagined_lambda_return, percentile_scale, replay_lambda_return
+from trainer.returns import episode_ends, imagined_lambda_return, percentile_scale, replay_lambda_return
 
 __all__ = ["TrainState", "act_step", "init_state", "make_train_step", "policy_action", "slow_subtree"]
 
@@ -199,11 +199,12 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         boot = sg(returns[0]).reshape(B, k_start)
         if k_start < T:
             boot = jnp.concatenate([jnp.zeros((B, T - k_start)), boot], 1)
+        ends = episode_ends(batch["is_last"], batch["is_first"])
         repl_ret = replay_lambda_return(t_major(batch["reward"]), t_major(batch["is_terminal"]),
-                                        t_major(batch["is_last"]), t_major(boot), gamma, cfg.lam)  # [T-1, B]
+                                        t_major(ends), t_major(boot), gamma, cfg.lam)  # [T-1, B]
         repl_logits = t_major(m(feat, method=DreamerModel.value))[:-1]
         repl_slow = sg(twohot_mean(slow_m(sg(t_major(feat)[:-1]))))
-        live = 1.0 - t_major(batch["is_last"])[:-1].astype(jnp.float32)
+        live = 1.0 - t_major(ends)[:-1].astype(jnp.float32)
         if k_start < T:
             live = live.at[: T - k_start - 1].set(0.0)  # no bootstrap exists before the imagined starts
         repval_loss = jnp.mean(live * (twohot_loss(repl_logits, sg(repl_ret))

@@ -45,6 +45,16 @@ def replay_lambda_return(reward: jax.Array, is_terminal: jax.Array, is_last: jax
     return rets
 
 
+def episode_ends(is_last: jax.Array, is_first: jax.Array) -> jax.Array:
+    """Return bool[B, T]: steps after which the episode does not go on within the sequence.
+
+    That is `is_last`, and also a step followed by `is_first` without `is_last` on it: where replay has a
+    gap (a run killed mid-episode and resumed, a damaged chunk skipped). Returns must not cross either.
+    """
+    first_next = jnp.concatenate([is_first[:, 1:], jnp.zeros_like(is_first[:, :1])], axis=1)
+    return is_last | first_next
+
+
 def percentile_scale(lo: jax.Array, hi: jax.Array, returns: jax.Array, rate: float, limit: float):
     """Update the EMAs of the 5th and 95th return percentiles; return (lo, hi, scale = max(limit, hi - lo))."""
     flat = returns.reshape(-1).astype(jnp.float32)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
 from app.settings import DashboardConfig
@@ -25,6 +26,7 @@ __all__ = ["DashboardServices", "create_app"]
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 TOKEN_COOKIE = "dreamstream_token"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ def _pages_router(templates: Jinja2Templates, cfg: DashboardConfig) -> APIRouter
 def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
     """Return the dashboard app bound to `services`."""
     app = FastAPI(title="DreamStream dashboard", version=__version__, docs_url=None, redoc_url=None)
+    if cfg.host in LOOPBACK_HOSTS:
+        # Bound to loopback without a token, the dashboard trusts whoever reaches it, so it answers only to
+        # loopback names: a web page elsewhere cannot reach it by DNS rebinding (its Host header is foreign).
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
     templates = Jinja2Templates(directory=str(TEMPLATES))
     auth = [Depends(_auth(cfg.token))]
 

@@ -89,6 +89,30 @@ def test_stalled_ffmpeg_is_killed_and_restarted(tmp_path) -> None:
     assert len(list(tmp_path.glob("stream-*.flv"))) >= 1
 
 
+def test_a_bug_in_the_stream_loop_restarts_the_encoder_not_the_broadcast(tmp_path, caplog) -> None:
+    cfg = StreamConfig(width=320, height=180, fps=15, preset="ultrafast", bitrate_kbps=300)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path), recordings_dir=tmp_path)
+    real, failures = b._next_frame, []
+
+    def flaky():
+        if len(failures) < 1 and b.health()["frames_written"] >= 15:
+            failures.append(1)
+            raise RuntimeError("boom in the frame source")
+        return real()
+
+    b._next_frame = flaky
+    b.start()
+    try:
+        b.offer(np.zeros((180, 320, 3), np.uint8))
+        pid = wait_for(lambda: b.health()["ffmpeg_pid"], "ffmpeg to start")
+        health = wait_for(lambda: (h := b.health())["restarts"] == 1 and h["ffmpeg_pid"] not in (None, pid)
+                          and h["frames_written"] >= 30 and h, "the broadcast to go on with a new encoder")
+        assert "internal error: RuntimeError: boom in the frame source" in health["last_error"]
+        assert "stream loop error" in caplog.text
+    finally:
+        b.close()
+
+
 def test_missing_ffmpeg_is_one_clear_error() -> None:
     with pytest.raises(StreamError) as info:
         check_ffmpeg("/nonexistent/ffmpeg")

@@ -25,7 +25,7 @@ def services(tmp_path):
 
 def test_status_page_episodes_and_frame(services) -> None:
     svc, frames = services
-    client = TestClient(create_app(DashboardConfig(), svc))
+    client = TestClient(create_app(DashboardConfig(), svc), base_url="http://127.0.0.1")
     assert client.get("/healthz").json() == {"status": "ok"}
     page = client.get("/")
     assert page.status_code == 200 and "DreamStream" in page.text
@@ -39,7 +39,7 @@ def test_status_page_episodes_and_frame(services) -> None:
 
 def test_token_is_required_when_set(services) -> None:
     svc, _ = services
-    client = TestClient(create_app(DashboardConfig(token="s3cret"), svc))
+    client = TestClient(create_app(DashboardConfig(token="s3cret"), svc), base_url="http://127.0.0.1")
     assert client.get("/healthz").status_code == 200  # liveness probes need no token
     assert client.get("/api/status").status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -47,3 +47,14 @@ def test_token_is_required_when_set(services) -> None:
     page = client.get("/?token=s3cret")
     assert page.status_code == 200
     assert client.get("/api/status").status_code == 200  # the cookie set by the page authenticates later calls
+
+
+def test_loopback_dashboard_refuses_foreign_host_names(services) -> None:
+    """DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1 must not read the dashboard."""
+    svc, _ = services
+    app = create_app(DashboardConfig(), svc)
+    assert TestClient(app, base_url="http://evil.example:8080").get("/api/status").status_code == 400
+    assert TestClient(app, base_url="http://localhost:8080").get("/api/status").status_code == 200
+    # Bound beyond loopback, the token guards it and any name (a LAN address, a proxy's) is accepted.
+    shared = TestClient(create_app(DashboardConfig(host="0.0.0.0", token="t"), svc), base_url="http://10.0.0.5:8080")
+    assert shared.get("/api/status", headers={"Authorization": "Bearer t"}).status_code == 200

@@ -55,10 +55,25 @@ def test_twitch_output_url_and_its_shown_form() -> None:
                  "rtmp://sfo.contribute.live-video.net/app/***: Connection refused", id="ffmpeg-error"),
     pytest.param("key live_9_x leaked", "key *** leaked", id="bare-key"),
     pytest.param("rtmps://host/app/whatever?bandwidthtest=true", "rtmps://host/app/***", id="undeclared-key"),
+    pytest.param("rtmp://a.rtmp.youtube.com/live2/abcd-efgh: I/O error",
+                 "rtmp://a.rtmp.youtube.com/live2/***: I/O error", id="other-ingest"),
+    pytest.param("[f=flv:onfail=abort]rtmp://h/live/k|[f=hls]x", "[f=flv:onfail=abort]rtmp://h/live/***|[f=hls]x",
+                 id="tee-slave"),
+    pytest.param("rtmp://127.0.0.1:1935/live/dreamstream", "rtmp://127.0.0.1:1935/live/dreamstream", id="local-server"),
     pytest.param("nothing secret", "nothing secret", id="clean"),
 ])
 def test_redact(text, shown) -> None:
     assert redact(text, ("live_9_x",)) == shown
+
+
+def test_custom_ingest_gets_the_stream_key_appended_and_hidden() -> None:
+    out = output_for(StreamConfig(target="rtmp://a.rtmp.youtube.com/live2", stream_key="yt-key-1"), Path("/tmp"))
+    assert out.url == "rtmp://a.rtmp.youtube.com/live2/yt-key-1" and out.shown == "rtmp://a.rtmp.youtube.com/live2/***"
+    argv = ffmpeg_argv(StreamConfig(target="rtmp://h/app/", stream_key="k9"), output_for(
+        StreamConfig(target="rtmp://h/app/", stream_key="k9"), Path("/tmp")))
+    assert "rtmp://h/app/k9" in " ".join(argv)
+    kept = output_for(StreamConfig(target="rtmp://h/app/k9", stream_key="k9"), Path("/tmp"))
+    assert kept.url == "rtmp://h/app/k9" and "k9" not in kept.shown
 
 
 def test_tee_aborts_on_the_required_sink_and_ignores_the_extras(tmp_path) -> None:

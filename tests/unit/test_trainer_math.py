@@ -13,7 +13,7 @@ import pytest
 from trainer.config import TrainerConfig
 from trainer.dists import BINS, kl_balance, symexp, symlog, twohot, twohot_loss, twohot_mean
 from trainer.optim import clip_by_agc, make_optimizer
-from trainer.returns import imagined_lambda_return, percentile_scale, replay_lambda_return
+from trainer.returns import episode_ends, imagined_lambda_return, percentile_scale, replay_lambda_return
 
 
 def test_symlog_and_symexp_are_inverse_and_match_hand_values() -> None:
@@ -102,6 +102,22 @@ def test_replay_lambda_return_matches_a_plain_loop_and_stops_at_episode_ends() -
     assert np.allclose(got, expected, atol=1e-5)
     assert np.isclose(got[4, 0], rew[5, 0])  # nothing is bootstrapped through the terminal step
     assert np.isclose(got[7, 1], rew[8, 1] + gamma * boot[8, 1])  # time limit: bootstrap from boot only
+
+
+def test_returns_do_not_cross_a_replay_gap() -> None:
+    """After a resume, a new episode (is_first) may follow a step that never got is_last: cut there too."""
+    first = np.zeros((2, 6), bool)
+    last = np.zeros((2, 6), bool)
+    first[0, 0] = first[0, 3] = True  # row 0: a gap before step 3; row 1: an ordinary is_last at step 4
+    last[1, 4] = True
+    ends = np.asarray(episode_ends(jnp.array(last), jnp.array(first)))
+    assert ends.tolist() == [[False, False, True, False, False, False], [False, False, False, False, True, False]]
+    rew = np.arange(6, dtype=np.float32)[:, None]
+    boot = np.full((6, 1), 100.0, np.float32)
+    got = replay_lambda_return(jnp.array(rew), jnp.zeros((6, 1), bool), jnp.array(ends[:1].T), jnp.array(boot),
+                               0.9, 0.95)
+    # R[1] = r[2] + gamma * boot[2]: nothing of the next episode (rewards 3.., its bootstrap) leaks in.
+    assert np.isclose(got[1, 0], 2.0 + 0.9 * 100.0)
 
 
 def test_kl_balance_hand_example_and_free_bits() -> None:
