@@ -13,6 +13,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from app.storage import add_event, ensure_run, open_database, record_episode, up
 from app.supervisor import Supervisor
 from app.training import Training
 from overlays import Layout, compose, fallback_frame
-from stream import Broadcaster, LocalRtmpServer, check_ffmpeg, output_for
+from stream import Broadcaster, LocalRtmpServer, check_ffmpeg, output_for, prune_recordings
 
 __all__ = ["Counters", "Runner"]
 
@@ -130,7 +131,8 @@ class Runner:
                     self.supervisor.add("dreamer", self._dream_loop)
             self.supervisor.start()
             scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler, save_state=self.save_state,
-                                                     report_status=self.report_status, checkpoint=self.checkpoint))
+                                                     report_status=self.report_status, checkpoint=self.checkpoint,
+                                                     prune_disk=self.prune_disk))
             scheduler.start()
             self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
@@ -141,29 +143,37 @@ class Runner:
                     on_tick(self)
         finally:
             self.request_stop(self.stop_reason or "shutdown")
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
-            self.supervisor.join(timeout_s=60.0)  # an update in flight may take seconds on a CPU
-            if self.training is not None:
-                self.training.close()
-            if self.obs is not None:
-                self.obs.close()
-            if self.broadcaster is not None:
-                self.broadcaster.close()
-            if self.local_server is not None:
-                self.local_server.stop()
-            if self.dashboard is not None:
-                self.dashboard.close()
-            self.save_state()
-            self._record_event("session_stopped", self.stop_reason)
-            if self.metrics is not None:
-                self.metrics.close()
-            if self._engine is not None:
-                self._engine.dispose()  # closes connections, so SQLite folds its WAL back into the file
+            # Each step is guarded: one failing must not leave the others undone (an orphan ffmpeg or nginx,
+            # an unsaved checkpoint or counter).
+            self._cleanup("scheduler", lambda: scheduler is not None and scheduler.shutdown(wait=True))
+            self._cleanup("components", lambda: self.supervisor.join(timeout_s=60.0))  # an update may take s
+            self._cleanup("training", lambda: self.training is not None and self.training.close())
+            self._cleanup("OBS", lambda: self.obs is not None and self.obs.close())
+            self._cleanup("stream", lambda: self.broadcaster is not None and self.broadcaster.close())
+            self._cleanup("local RTMP server", lambda: self.local_server is not None and self.local_server.stop())
+            self._cleanup("dashboard", lambda: self.dashboard is not None and self.dashboard.close())
+            self._cleanup("run state", self.save_state)
+            self._cleanup("event log", lambda: self._record_event("session_stopped", self.stop_reason))
+            self._cleanup("metrics", lambda: self.metrics is not None and self.metrics.close())
+            # Disposing closes the connections, so SQLite folds its WAL back into the file.
+            self._cleanup("database", lambda: self._engine is not None and self._engine.dispose())
             self.rundir.dashboard_url_path.unlink(missing_ok=True)
             log.info("session ended at env step %d (%d this session): %s", self.counters.env_step,
                      self.counters.env_step - self._session_start_step, self.stop_reason)
         return 0
+
+    @staticmethod
+    def _cleanup(what: str, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("shutdown: closing the %s failed; going on with the rest", what)
+
+    def prune_disk(self) -> None:
+        """Scheduler job: keep stream recordings (ours and the local server's) within their size budget."""
+        keep_mb = self.cfg.stream.keep_recordings_mb
+        prune_recordings(self.rundir.recordings_dir, keep_mb)
+        prune_recordings(self.rundir.rtmp_dir / "rec", keep_mb, pattern="*.flv")
 
     def _open(self) -> None:
         """Open storage, the dashboard and the stream, and build (not yet compile) the agent."""
@@ -190,7 +200,8 @@ class Runner:
         if self._with_stream:
             url = None
             if cfg.stream.target == "local":
-                self.local_server = LocalRtmpServer(self.rundir.rtmp_dir).start()
+                self.local_server = LocalRtmpServer(
+                    self.rundir.rtmp_dir, record_interval_s=round(cfg.stream.segment_minutes * 60)).start()
                 url = self.local_server.url()
                 log.info("local RTMP server at %s (recordings in %s)", url, self.rundir.rtmp_dir / "rec")
             output = output_for(cfg.stream, self.rundir.recordings_dir, self.rundir.hls_dir, url=url)

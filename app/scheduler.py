@@ -18,6 +18,9 @@ __all__ = ["Job", "build_scheduler", "declare_jobs"]
 
 log = logging.getLogger(__name__)
 
+PRUNE_INTERVAL_S = 60.0
+"""How often recordings beyond their size budget are deleted (a 4500 kbps stream writes ~34 MB a minute)."""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -27,12 +30,14 @@ class Job:
 
 
 def declare_jobs(run: RunConfig, sched: SchedulerConfig, *, save_state: Callable[[], None],
-                 report_status: Callable[[], None], checkpoint: Callable[[], None]) -> list[Job]:
+                 report_status: Callable[[], None], checkpoint: Callable[[], None],
+                 prune_disk: Callable[[], None]) -> list[Job]:
     """Return every periodic job of the app with its interval from config."""
     return [
         Job("save_state", save_state, sched.save_interval_s),
         Job("report_status", report_status, run.status_interval_s),
         Job("checkpoint", checkpoint, sched.checkpoint_interval_min * 60),
+        Job("prune_disk", prune_disk, PRUNE_INTERVAL_S),
     ]
 
 

@@ -48,9 +48,10 @@ class StreamConfig:
     audio_bitrate_kbps: Annotated[int, Interval(ge=32, le=320)] = 128
     """AAC-LC bitrate of the (silent) audio track that every ingest expects."""
     segment_minutes: Annotated[float, Interval(gt=0, le=1440)] = 10.0
-    """With target 'file': length of each recording segment."""
+    """Length of each recording segment (FLV segments, and the local server's recording parts)."""
     keep_recordings_mb: Annotated[int, Interval(ge=0)] = 2000
-    """With target 'file': delete the oldest segments beyond this total size (0 keeps all)."""
+    """Delete the oldest recordings beyond this total size, per folder (recordings/, and rtmp/rec/ of the local
+    server, which starts a new file every segment_minutes); 0 keeps all. Checked every minute."""
     ffmpeg_path: str = "ffmpeg"
     """ffmpeg binary, found on PATH unless absolute."""
     stall_timeout_s: Annotated[float, Interval(gt=0, le=600)] = 10.0

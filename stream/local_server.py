@@ -7,7 +7,9 @@ its state on an HTTP `/stat` page.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -29,7 +31,8 @@ daemon off; master_process off; worker_processes 1;
 pid {dir}/nginx.pid; error_log {dir}/error.log info;
 events {{ worker_connections 256; }}
 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;
-  application live {{ live on; record all; record_path {dir}/rec; record_unique on; }} }} }}
+  application live {{ live on; record all; record_path {dir}/rec; record_unique on;
+    record_interval {record_interval_s}s; }} }} }}
 http {{ access_log off; client_body_temp_path {dir}/body;
   server {{ listen 127.0.0.1:{http_port}; location /stat {{ rtmp_stat all; }} }} }}
 """
@@ -41,11 +44,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PR_SET_PDEATHSIG = 1
+try:  # resolved here, not in the forked child, where loading a library could deadlock
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None  # not Linux: a stale server is still ended by the next start (see _kill_stale)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: have Linux send SIGTERM when the starting thread dies (e.g. kill -9 of the app)."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class LocalRtmpServer:
     """nginx-rtmp on loopback: `url(key)` to publish to, `recordings(key)` of what arrived, `stat()`."""
 
-    def __init__(self, directory: Path, nginx: str = "nginx") -> None:
+    def __init__(self, directory: Path, nginx: str = "nginx", record_interval_s: int = 600) -> None:
+        """`record_interval_s`: a new recording file every so often (so old ones can be pruned)."""
         self.directory = Path(directory)
+        self.record_interval_s = max(1, int(record_interval_s))
         self.nginx = shutil.which(nginx) or shutil.which(nginx, path="/usr/sbin:/sbin")
         if self.nginx is None or not MODULE.exists():
             raise StreamError("a local RTMP server needs nginx with the rtmp module; install them with "
@@ -60,10 +85,12 @@ class LocalRtmpServer:
         if not self.port:
             self.port, self.http_port = free_port(), free_port()
         conf = self.directory / "nginx.conf"
-        conf.write_text(CONFIG.format(module=MODULE, dir=self.directory, port=self.port, http_port=self.http_port))
+        conf.write_text(CONFIG.format(module=MODULE, dir=self.directory, port=self.port, http_port=self.http_port,
+                                      record_interval_s=self.record_interval_s))
+        self._kill_stale()
         log_file = (self.directory / "nginx.out").open("ab")
         self._proc = subprocess.Popen([self.nginx, "-c", str(conf), "-p", f"{self.directory}/"], stdout=log_file,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         log_file.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -81,6 +108,25 @@ class LocalRtmpServer:
 
     def url(self, key: str = "dreamstream") -> str:
         return f"rtmp://127.0.0.1:{self.port}/live/{key}"
+
+    def _kill_stale(self) -> None:
+        """End an nginx that a killed earlier session left running on this folder (its pid file says which)."""
+        pid_file = self.directory / "nginx.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if any(b"nginx" in part for part in cmdline[:1]) and str(self.directory).encode() in b" ".join(cmdline):
+            log.warning("ending a stale local RTMP server (pid %d) left by an earlier session", pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                return
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
 
     def recordings(self, key: str = "dreamstream") -> list[Path]:
         return sorted((self.directory / "rec").glob(f"{key}-*.flv"), key=lambda p: p.stat().st_mtime)

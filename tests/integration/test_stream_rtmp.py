@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import sys
 import threading
 import time
 
@@ -174,3 +175,41 @@ def test_stream_test_command_checks_a_local_target_and_fails_a_refusing_one() ->
     assert bad.returncode == 1
     assert "FAILED: the target dropped or refused the stream" in bad.stdout
     assert key not in bad.stdout + bad.stderr and "rtmp://127.0.0.1:9/app/***" in bad.stdout
+
+
+def test_long_sessions_are_recorded_in_parts_that_can_be_pruned(tmp_path) -> None:
+    with LocalRtmpServer(tmp_path / "nginx", record_interval_s=2) as server:
+        cfg = StreamConfig(target=server.url("k"), width=320, height=180, preset="ultrafast", bitrate_kbps=300)
+        b = Broadcaster(cfg, output_for(cfg, tmp_path))
+        with Producer(b, cfg):
+            wait_for(lambda: len(server.recordings("k")) >= 3, "a third recording part")
+    assert all(p.stat().st_size > 0 for p in server.recordings("k")[:-1])
+
+
+KEEP_SERVER = """
+import sys, time
+from pathlib import Path
+from stream import LocalRtmpServer
+server = LocalRtmpServer(Path(sys.argv[1])).start()
+print(server._proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_server_ends_with_a_killed_app_and_a_stale_one_is_ended_at_start(tmp_path) -> None:
+    app = subprocess.Popen([sys.executable, "-c", KEEP_SERVER, str(tmp_path / "srv")], stdout=subprocess.PIPE,
+                           text=True)
+    pid = int(app.stdout.readline())
+    assert psutil.pid_exists(pid)
+    app.kill()  # kill -9: no cleanup code runs in the app
+    app.wait()
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             "nginx to end with the app that started it")
+    # A server left behind (here: started without the parent-death signal) is ended by the next start.
+    stale = LocalRtmpServer(tmp_path / "srv2").start()
+    old_pid = stale._proc.pid
+    stale._proc = None  # forgotten, as after a crash
+    with LocalRtmpServer(tmp_path / "srv2") as again:
+        assert again._proc.pid != old_pid
+        wait_for(lambda: not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE,
+                 "the stale nginx to be ended")

@@ -1,0 +1,55 @@
+"""Periodic jobs: the declared set, and the disk job that keeps recordings within their budget."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from app.config import load_blocks, resolve
+from app.rundir import RunDir
+from app.runner import Runner
+from app.scheduler import build_scheduler, declare_jobs
+from stream import prune_recordings
+
+
+def write(path, mb: float, age_s: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * int(mb * 1_000_000))
+    t = 1_700_000_000 - age_s
+    os.utime(path, (t, t))
+
+
+def test_prune_deletes_the_oldest_beyond_the_budget_but_never_the_newest(tmp_path) -> None:
+    for i, age in enumerate((300, 200, 100)):
+        write(tmp_path / f"stream-{i}.flv", 1.0, age)
+    write(tmp_path / "notes.txt", 5.0, 400)  # not a recording: never touched
+    deleted = prune_recordings(tmp_path, keep_mb=2)
+    assert [p.name for p in deleted] == ["stream-0.flv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "stream-1.flv", "stream-2.flv"]
+    write(tmp_path / "stream-3.flv", 9.0, 0)  # one file over budget on its own: it is the newest, it stays
+    prune_recordings(tmp_path, keep_mb=2)
+    assert sorted(p.name for p in tmp_path.glob("*.flv")) == ["stream-3.flv"]
+    assert prune_recordings(tmp_path, keep_mb=0) == []  # 0 keeps everything
+
+
+def test_disk_job_covers_our_segments_and_the_local_servers_recordings(tmp_path) -> None:
+    cfg = resolve(["tiny"], [("stream.keep_recordings_mb", 1)], environ={}, blocks=load_blocks())
+    rundir = RunDir(tmp_path / "run")
+    write(rundir.recordings_dir / "stream-a.flv", 1.0, 100)
+    write(rundir.recordings_dir / "stream-b.flv", 1.0, 50)
+    write(rundir.rtmp_dir / "rec" / "dreamstream-1.flv", 1.0, 100)
+    write(rundir.rtmp_dir / "rec" / "dreamstream-2.flv", 1.0, 50)
+    Runner.prune_disk(SimpleNamespace(cfg=cfg, rundir=rundir))
+    assert [p.name for p in rundir.recordings_dir.glob("*.flv")] == ["stream-b.flv"]
+    assert [p.name for p in (rundir.rtmp_dir / "rec").glob("*.flv")] == ["dreamstream-2.flv"]
+
+
+def test_every_job_is_declared_once_and_never_overlaps_itself() -> None:
+    cfg = resolve(["tiny"], environ={}, blocks=load_blocks())
+    noop = lambda: None
+    jobs = declare_jobs(cfg.run, cfg.scheduler, save_state=noop, report_status=noop, checkpoint=noop,
+                        prune_disk=noop)
+    assert [j.id for j in jobs] == ["save_state", "report_status", "checkpoint", "prune_disk"]
+    scheduler = build_scheduler(jobs)
+    for job in scheduler.get_jobs():
+        assert job.max_instances == 1 and job.coalesce
