@@ -371,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.stream_check import run_stream_test
 
             cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
+            if args.target not in ("local", "twitch") and not args.target.startswith(("rtmp://", "rtmps://")):
+                raise ConfigError(f"--target {args.target!r}: must be 'local', 'twitch' or an rtmp(s):// URL")
             if args.target == "twitch" and not cfg.stream.stream_key:
                 raise ConfigError("--target twitch needs the stream key: set TWITCH_STREAM_KEY in the environment "
                                   "or an env file")

@@ -25,6 +25,7 @@ from app import __version__
 from app.broadcast_state import FrameFeed
 from app.config import Config
 from app.dashboard import DashboardServer, DashboardServices, create_app
+from app.errors import RunDirError
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
 from app.rundir import RunDir, atomic_write_text
@@ -54,7 +55,14 @@ class Counters:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Counters:
-        return cls(**{k: int(state.get(k, 0)) for k in ("env_step", "episodes", "updates", "sessions")})
+        values = {}
+        for key in ("env_step", "episodes", "updates", "sessions"):
+            value = state.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RunDirError(f"state.json: {key} = {value!r} must be a whole number >= 0; fix it, or delete "
+                                  "state.json to restart the counters from zero")
+            values[key] = value
+        return cls(**values)
 
 
 @dataclass

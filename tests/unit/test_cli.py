@@ -22,6 +22,8 @@ BLOCK_NAMES = ", ".join(sorted(n for n in load_blocks() if n != "defaults"))
                  "(--stream.fps)", id="overrides-where-none-apply"),
     pytest.param(["run", "--env-file", "/nonexistent/.env"], "ConfigError: --env-file /nonexistent/.env: no such "
                  "file", id="env-file"),
+    pytest.param(["stream", "test", "--target", "foo"], "ConfigError: --target 'foo': must be 'local', 'twitch' or "
+                 "an rtmp(s):// URL", id="stream-target"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, line, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # nothing may be created for a rejected command

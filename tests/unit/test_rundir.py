@@ -72,3 +72,12 @@ def test_state_is_valid_json_on_disk(tmp_path) -> None:
     rundir = RunDir(tmp_path)
     rundir.write_state({"a": 1})
     assert json.loads(rundir.state_path.read_text()) == {"a": 1}
+
+
+@pytest.mark.parametrize("bad", ["x", -1, 1.5, True, None])
+def test_damaged_counters_are_a_clear_error(bad) -> None:
+    from app.runner import Counters
+
+    assert Counters.from_state({"env_step": 5}).env_step == 5
+    with pytest.raises(RunDirError, match=r"state.json: episodes = .* must be a whole number"):
+        Counters.from_state({"episodes": bad})
