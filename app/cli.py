@@ -220,6 +220,14 @@ def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: s
         setup_logging(cfg.run.log_level, rundir.log_path, _secrets(cfg))
         for line in changes:
             log.info("config changed on resume: %s", line)
+        if cfg.trainer.distributed.num_processes > 1:
+            if mode != "train":
+                raise ConfigError("trainer.distributed: training over several processes runs with `dreamstream "
+                                  "train` (one per process, each with its own --logdir); `dreamstream run` trains "
+                                  "in one process")
+            from trainer.distributed import initialize
+
+            initialize(cfg.trainer.distributed)  # before anything else uses JAX
         runner = Runner(cfg, rundir, mode=mode)
         _install_signal_handlers(runner)
         with _progress(runner) as tick:

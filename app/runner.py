@@ -147,6 +147,8 @@ class Runner:
             while not self.stop_event.wait(0.25):
                 if deadline is not None and time.monotonic() >= deadline:
                     self.request_stop(f"run.duration_s = {self.cfg.run.duration_s:g} reached")
+                if self.training.peer_stopped:
+                    self.request_stop("another process of this multi-process training stopped")
                 if on_tick is not None:
                     on_tick(self)
         finally:

@@ -94,8 +94,11 @@ class Training:
                          "int32" if act.discrete else "float32")
         self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length, directory=run_root / "replay",
                              chunk_steps=t.replay_chunk, seed=t.seed)
+        from trainer.distributed import is_primary
+
+        # Across processes only process 0 keeps checkpoints (the parameters are the same everywhere).
         self.checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints,
-                                         keep_best=1, best_metric="score")
+                                         keep_best=1, best_metric="score") if is_primary() else None
         self.learner = Learner(self.agent, self.replay, train_ratio=cfg.run.train_ratio, env_steps=env_steps)
 
     @property
@@ -108,7 +111,7 @@ class Training:
         """Restore the newest good checkpoint and the replay, then compile (slow: tens of seconds on CPU)."""
         if not self.is_learning:
             return
-        restored = self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0})
+        restored = self._restore()
         if restored is not None:
             step, state, meta = restored
             self.agent.load_state(state)
@@ -120,13 +123,29 @@ class Training:
         log.info("compiled the train and policy steps in %.1fs (cached for the next start in compile_cache/)",
                  self.compile_s)
 
+    def _restore(self) -> tuple[int, Any, dict[str, int]] | None:
+        """The newest good checkpoint; across processes, process 0's, sent to every process."""
+        if not self.agent.multiprocess:
+            return self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0})
+        from trainer.distributed import broadcast_from_primary
+
+        template = self.agent.host_state()
+        restored = self.checkpointer.restore(template, {"updates": 0, "env_step": 0}) \
+            if self.checkpointer is not None else None
+        step, state, meta = restored or (-1, template, {"updates": 0, "env_step": 0})
+        step, state, updates = broadcast_from_primary((np.int64(step), state, np.int64(meta["updates"])))
+        if int(step) < 0:
+            return None
+        return int(step), state, {"updates": int(updates)}
+
     def close(self) -> None:
         if not self.is_learning:
             return
         self.agent.close()
         self.replay.close()
         self.checkpoint()
-        self.checkpointer.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
 
     # -- acting -------------------------------------------------------------------------------------------
 
@@ -157,9 +176,9 @@ class Training:
             return 0.0
         ema = self.learner.update_s_ema
         if ema is None:
-            # Only while the first update of this session is being computed; a learner that waits (e.g. it
-            # is ahead after a resume with a lower train ratio) needs env steps at full speed.
-            return STARTUP_PACE_S if self.learner.state == "training" else 0.0
+            # Until the first update of this session has finished; but a learner that waits for env steps
+            # (it is ahead after a resume with a lower train ratio) needs them at full speed.
+            return 0.0 if self.learner.state == "waiting for env steps" else STARTUP_PACE_S
         t = self.cfg.trainer
         return ema * self.cfg.run.train_ratio / (t.batch_size * t.batch_length)
 
@@ -176,6 +195,13 @@ class Training:
             on_metrics(updates, metrics)
 
         self.learner.run(stop, handle)
+        if self.learner.peer_stopped:
+            stop.wait()  # the run stops too (see peer_stopped); a restarted learner would wait for peers forever
+
+    @property
+    def peer_stopped(self) -> bool:
+        """True once another process of a multi-process training has stopped (so this one stops as well)."""
+        return self.learner is not None and self.learner.peer_stopped
 
     @property
     def updates(self) -> int:
@@ -183,11 +209,15 @@ class Training:
 
     def checkpoint(self, metric: float | None = None) -> None:
         """Save the current train state (a scheduler job, and at shutdown)."""
-        if not self.is_learning:
+        if not self.is_learning or self.checkpointer is None:
             return
         with self._save_lock:
             # Immutable arrays: a consistent snapshot even while training goes on.
             step, state = self.learner.snapshot()
+            if self.agent.multiprocess:
+                import jax
+
+                state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
             if step == self.checkpoint_step or step == 0:
                 return
             try:

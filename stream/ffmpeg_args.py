@@ -59,8 +59,8 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
     """Return `text` with every secret replaced by ***, and the last path element of every remote rtmp(s) URL.
 
     A stream key is the last path element of an ingest URL (Twitch's /app/KEY, YouTube's /live2/KEY, ...):
-    it is masked with any query after it, even where it was not declared secret. Loopback URLs (the local
-    server) are shown whole.
+    it is masked with any query after it, even where it was not declared secret, and also on loopback (a
+    local restreamer or a tunnel to an ingest carries the real key).
     """
     for secret in secrets:
         if secret:
@@ -69,13 +69,12 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
 
 
 _INGEST_URL = re.compile(r"(rtmps?://([^\s/'\"]+)/(?:[^\s/'\"]+/)*)([^\s/'\":|\]?]+)(\?[^\s'\"|\]]*)?")
-_LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
 
 
 def _mask_key(match: re.Match) -> str:
-    prefix, host = match.group(1), match.group(2)
-    if _LOOPBACK.match(host) or prefix.count("/") < 4:
-        return match.group(0)  # the local server, or a URL without an app/key path
+    prefix = match.group(1)
+    if prefix.count("/") < 4:
+        return match.group(0)  # a URL without an app/key path
     return prefix + MASK
 
 

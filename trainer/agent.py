@@ -72,13 +72,20 @@ class DreamerAgent:
         self._key = jax.random.PRNGKey(cfg.seed)
         self._lock = threading.Lock()
         t0 = time.monotonic()
-        self._key, k = jax.random.split(self._key)
+        self._key, k, self._train_key = jax.random.split(self._key, 3)
+        self.multiprocess = jax.process_count() > 1
+        if self.multiprocess and not (cfg.data_parallel and cfg.policy_process):
+            raise TrainerError("training over several processes needs trainer.data_parallel and "
+                               "trainer.policy_process (both on by default)")
         self.mesh = data_mesh(cfg.batch_size) if cfg.data_parallel else None
+        self.local_batch_size = cfg.batch_size // jax.process_count()
+        """Sequences this process samples from its own replay per update (its share of batch_size)."""
+        # The same seed in every process gives the same initial parameters everywhere.
         self.state: TrainState = jax.jit(init_state, static_argnums=(0, 1, 2))(cfg, self.act_space,
                                                                                 self.image_shape, k)
         if self.mesh is not None:
             self.state = jax.device_put(self.state, NamedSharding(self.mesh, PartitionSpec()))
-        self.params = self.state.params  # the snapshot actors and the overlay read
+        self.params = self._local(self.state.params)  # the snapshot actors and the overlay read
         self.param_count = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
         self._train_step = make_train_step(cfg, self.act_space, self.image_shape, self.mesh)
         self._policy_step = jax.jit(self._policy_fn)
@@ -87,11 +94,19 @@ class DreamerAgent:
         self._server = None
         log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
 
+    def _local(self, params: Any) -> Any:
+        """Parameters this process can compute with alone: across processes, a host copy of the replicas."""
+        return jax.device_get(params) if self.multiprocess else params
+
+    def host_state(self) -> TrainState:
+        """The train state as host arrays (what process 0 checkpoints when training spans processes)."""
+        return jax.device_get(self.state)
+
     def load_state(self, state: TrainState) -> None:
         """Adopt a restored train state (placed on this agent's devices) and publish its parameters."""
         if self.mesh is not None:
             state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
-        self.state, self.params = state, state.params
+        self.state, self.params = state, self._local(state.params)
         if self._server is not None:
             self._server.sync(jax.device_get(state.params))
 
@@ -100,6 +115,11 @@ class DreamerAgent:
     def _next_key(self) -> jax.Array:
         with self._lock:
             self._key, k = jax.random.split(self._key)
+        return k
+
+    def _next_train_key(self) -> jax.Array:
+        """Keys of the train step: their own sequence, equal in every process whatever each one's acting draws."""
+        self._train_key, k = jax.random.split(self._train_key)
         return k
 
     # -- acting -------------------------------------------------------------------------------------------
@@ -160,10 +180,14 @@ class DreamerAgent:
         Blocks until the new parameters exist: publishing them earlier (JAX dispatches asynchronously)
         would make the actor's next policy step wait for the whole update.
         """
-        state, metrics = self._train_step(self.state, batch, self._next_key())
+        if self.multiprocess:
+            from trainer.distributed import global_batch
+
+            batch = global_batch(self.mesh, batch)
+        state, metrics = self._train_step(self.state, batch, self._next_train_key())
         jax.block_until_ready(state.params)
         self.state = state
-        self.params = state.params
+        self.params = self._local(state.params)
         server = self._server
         if server is not None and time.monotonic() - server.last_sync >= self.cfg.policy_sync_s:
             server.sync(jax.device_get(state.params))
@@ -179,7 +203,7 @@ class DreamerAgent:
         batch = {"image": jax.ShapeDtypeStruct((b, t, *spec), jnp.uint8), "action": action,
                  "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
                  **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
-        self._train_step = self._train_step.lower(self.state, batch, self._next_key()).compile()
+        self._train_step = self._train_step.lower(self.state, batch, self._train_key).compile()
         if self.cfg.policy_process:
             self.start_policy_process()
         else:

@@ -32,9 +32,14 @@ class Checkpointer:
         if keep_best:
             policies.append(ocm.BestN(get_metric_fn=lambda m: m[best_metric], n=keep_best,
                                       keep_checkpoints_without_metrics=False))
+        multiprocessing = ocp.options.MultiprocessingOptions()
+        if jax.process_count() > 1:
+            # Training across processes: process 0 alone writes (host copies of the replicated state).
+            multiprocessing = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+        self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not create it for a subset of processes
         options = ocp.CheckpointManagerOptions(preservation_policy=ocm.AnyPreservationPolicy(policies),
                                                enable_async_checkpointing=False, cleanup_tmp_directories=True,
-                                               create=True)
+                                               create=False, multiprocessing_options=multiprocessing)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self) -> list[int]:

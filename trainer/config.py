@@ -6,14 +6,32 @@ size blocks in configs/ (size12m ... size400m) set the official dimensions for a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
 from annotated_types import Interval
 
-__all__ = ["TrainerConfig"]
+__all__ = ["DistributedConfig", "TrainerConfig"]
 
 Positive = Annotated[int, Interval(ge=1, le=1_000_000)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributedConfig:
+    """Training over several processes (hosts) with `jax.distributed`: every process runs `dreamstream train`
+    with its own env, replay and run dir; gradients are averaged over all their devices every update."""
+
+    coordinator: str = ""
+    """host:port of process 0's coordination service ('' = one process, the default)."""
+    num_processes: Annotated[int, Interval(ge=1, le=4096)] = 1
+    """Processes taking part; trainer.batch_size is split evenly over all their devices."""
+    process_id: Annotated[int, Interval(ge=-1, le=4095)] = -1
+    """This process's index (0 writes checkpoints); -1 reads JAX_PROCESS_ID or JOB_COMPLETION_INDEX."""
+
+    def __post_init__(self) -> None:
+        if self.num_processes > 1 and not self.coordinator:
+            raise ValueError(f"trainer.distributed.num_processes = {self.num_processes} needs "
+                             "trainer.distributed.coordinator (host:port of process 0)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +122,8 @@ class TrainerConfig:
     """Act in a child process with its own single-threaded XLA runtime, so acting never waits for an update."""
     policy_sync_s: Annotated[float, Interval(ge=0, le=3600)] = 0.0
     """Seconds between parameter pushes to the policy process (0: after every update)."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Multi-host training (see DistributedConfig); one process by default."""
 
     FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = ("agent", "deter", "hidden", "classes", "depth", "units", "stoch",
                                                   "blocks")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from trainer.agent import DreamerAgent
 from trainer.replay import Replay
@@ -59,7 +60,11 @@ class Learner:
         self.env_steps = env_steps
         self.updates = updates
         self.metrics_every = metrics_every
-        self.batch_size, self.batch_length = agent.cfg.batch_size, agent.cfg.batch_length
+        # This process's share of each batch (all of it unless training spans processes).
+        self.batch_size = getattr(agent, "local_batch_size", agent.cfg.batch_size)
+        self.batch_length = agent.cfg.batch_length
+        self.multiprocess = jax.process_count() > 1
+        self.peer_stopped = False
         self.train_after = agent.cfg.train_after
         self.last_update_s = 0.0
         self.update_s_ema: float | None = None
@@ -80,6 +85,23 @@ class Learner:
         """True when one more update would replay more than train_ratio x env steps."""
         return self.replayed_steps + self.batch_size * self.batch_length > self.train_ratio * self.env_steps()
 
+    def _agree(self, stopping: bool, ready: bool) -> tuple[bool, bool]:
+        """Return (stop, train now) as all processes decide it together.
+
+        Across processes every update is a collective, so they must take the same decisions in the same
+        order: each round, one all-gather of every process's flags; any stop stops all, all must be ready.
+        """
+        if not self.multiprocess:
+            return stopping, ready
+        from jax.experimental import multihost_utils
+
+        flags = np.asarray(multihost_utils.process_allgather(np.array([stopping, ready], np.int32)))
+        flags = flags.reshape(-1, 2)
+        if flags[:, 0].any() and not stopping:
+            log.warning("another training process stopped; this one stops learning too")
+            self.peer_stopped = True
+        return bool(flags[:, 0].any()), bool(flags[:, 1].all())
+
     def snapshot(self) -> tuple[int, Any]:
         """Return (updates, train state) taken together: a checkpoint's step names exactly its state.
 
@@ -92,14 +114,19 @@ class Learner:
         """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
         window_t, window_updates = time.monotonic(), self.updates
         lowered = False
-        while not stop.is_set():
+        while True:
             if self.env_steps() < self.train_after or not self.replay.can_sample():
-                self.state = "waiting for data"
-                stop.wait(0.2)
-                continue
-            if self.is_ahead():
-                self.state = "waiting for env steps"
-                stop.wait(0.05)
+                waiting, pause = "waiting for data", 0.2
+            elif self.is_ahead():
+                waiting, pause = "waiting for env steps", 0.05
+            else:
+                waiting, pause = "", 0.0
+            stopping, go = self._agree(stop.is_set(), not waiting)
+            if stopping:
+                break
+            if not go:
+                self.state = waiting or "waiting for the other processes"
+                stop.wait(pause or 0.05)
                 continue
             self.state = "training"
             t0 = time.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["imagined_lambda_return", "percentile_scale", "replay_lambda_return"]
+__all__ = ["episode_ends", "imagined_lambda_return", "percentile_scale", "replay_lambda_return"]
 
 
 def imagined_lambda_return(reward: jax.Array, cont: jax.Array, value: jax.Array, lam: float) -> jax.Array:

@@ -59,7 +59,7 @@ def test_twitch_output_url_and_its_shown_form() -> None:
                  "rtmp://a.rtmp.youtube.com/live2/***: I/O error", id="other-ingest"),
     pytest.param("[f=flv:onfail=abort]rtmp://h/live/k|[f=hls]x", "[f=flv:onfail=abort]rtmp://h/live/***|[f=hls]x",
                  id="tee-slave"),
-    pytest.param("rtmp://127.0.0.1:1935/live/dreamstream", "rtmp://127.0.0.1:1935/live/dreamstream", id="local-server"),
+    pytest.param("rtmp://127.0.0.1:1935/live/k3y", "rtmp://127.0.0.1:1935/live/***", id="loopback-too"),
     pytest.param("nothing secret", "nothing secret", id="clean"),
 ])
 def test_redact(text, shown) -> None:

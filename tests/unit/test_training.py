@@ -32,8 +32,9 @@ def test_actor_slows_only_while_the_first_update_runs(training) -> None:
     t, steps = training
     steps["n"] = 1000
     t.learner.update_s_ema = None
-    t.learner.state = "training"
-    assert t.pace_s() == STARTUP_PACE_S
+    for state in ("waiting for data", "training"):  # the learner is about to start, or on its first update
+        t.learner.state = state
+        assert t.pace_s() == STARTUP_PACE_S
     # A resumed learner that is ahead of its ratio waits for env steps: the actor must not crawl.
     t.learner.state = "waiting for env steps"
     assert t.pace_s() == 0.0
