@@ -247,7 +247,8 @@ class Runner:
             native = cfg.overlay.native_render and self._with_stream
             while not stop.is_set():
                 action, state = training.policy(obs, state, is_first)
-                training.record(obs, action, reward, is_first=is_first, is_last=False, is_terminal=False)
+                training.record(obs, action, reward, is_first=is_first, is_last=False, is_terminal=False,
+                                latent=state)
                 acted_on = obs["image"]
                 obs, reward, terminated, truncated, info = env.step(action)
                 is_first = False

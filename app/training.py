@@ -91,8 +91,11 @@ class Training:
         t = cfg.trainer
         act = self.agent.act_space
         spec = step_spec(self.agent.image_shape, () if act.discrete else (act.n,),
-                         "int32" if act.discrete else "float32")
-        self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length, directory=run_root / "replay",
+                         "int32" if act.discrete else "float32",
+                         latent=(t.deter, t.stoch) if t.replay_context else None)
+        # With replay context, each sampled window has the context steps before the trained sequence.
+        self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length + t.replay_context,
+                             directory=run_root / "replay",
                              chunk_steps=t.replay_chunk, seed=t.seed)
         from trainer.distributed import is_primary
 
@@ -157,14 +160,17 @@ class Training:
         return self.agent.env_action_to_stored(action) if self.is_learning else action
 
     def record(self, obs: dict[str, np.ndarray], action: Any, reward: float, *, is_first: bool, is_last: bool,
-               is_terminal: bool) -> None:
+               is_terminal: bool, latent: Any = None) -> None:
         """Append one step to replay: the observation, the action taken after it (zero at the last step)."""
         if not self.is_learning:
             return
         stored = self.agent.env_action_to_stored(action) if action is not None else \
             np.zeros(self.replay.spec.action_shape, self.replay.spec.action_dtype)
-        self.replay.add({"image": obs["image"], "action": stored, "reward": np.float32(reward),
-                         "is_first": is_first, "is_last": is_last, "is_terminal": is_terminal})
+        step = {"image": obs["image"], "action": stored, "reward": np.float32(reward), "is_first": is_first,
+                "is_last": is_last, "is_terminal": is_terminal}
+        if latent is not None and self.replay.spec.latent is not None:
+            step.update(self.agent.latent_to_stored(latent))  # the actor's posterior after seeing obs
+        self.replay.add(step)
 
     def pace_s(self) -> float:
         """Seconds per env step that keep the train ratio at the learner's speed (0: no pacing needed).

@@ -47,8 +47,9 @@ def main() -> None:
     compile_s = agent.compile(t.batch_size, t.batch_length)
     if "--no-gc-freeze" not in rest:
         gc.freeze()  # as the app does after start-up: full collections then skip the long-lived objects
-    spec = step_spec(agent.image_shape, () if act.discrete else (act.n,), "int32" if act.discrete else "float32")
-    replay = Replay(spec, capacity=200_000, length=t.batch_length, chunk_steps=1024)
+    spec = step_spec(agent.image_shape, () if act.discrete else (act.n,), "int32" if act.discrete else "float32",
+                     latent=(t.deter, t.stoch) if t.replay_context else None)
+    replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, chunk_steps=1024)
     steps = {"n": 0}
     learner = Learner(agent, replay, train_ratio=cfg.run.train_ratio, env_steps=lambda: steps["n"])
     stop = threading.Event()
@@ -65,7 +66,8 @@ def main() -> None:
             action, state = agent.policy(obs, state, first)
             policy_s.append(time.monotonic() - t_policy)
             replay.add({"image": obs["image"], "action": agent.env_action_to_stored(action),
-                        "reward": np.float32(reward), "is_first": first, "is_last": False, "is_terminal": False})
+                        "reward": np.float32(reward), "is_first": first, "is_last": False, "is_terminal": False,
+                        **(agent.latent_to_stored(state) if t.replay_context else {})})
             obs, reward, term, trunc, _ = env.step(action)
             first = False
             steps["n"] += 1
@@ -105,6 +107,7 @@ def main() -> None:
     print(json.dumps({
         "configs": args.configs, "overrides": rest, "env": cfg.env.id, "batch": [t.batch_size, t.batch_length],
         "train_ratio": cfg.run.train_ratio, "compute_dtype": t.compute_dtype, "imag_last": t.imag_last,
+        "replay_context": t.replay_context,
         "s_per_update": round(s_per_update, 3), "s_per_update_min": round(float(np.min(timed)), 3),
         "updates_per_s": round(1 / s_per_update, 4), "env_steps_per_s": round(steps["n"] / wall, 2),
         "max_actor_stall_s": round(max(policy_s[10:]), 4),

@@ -165,6 +165,11 @@ class DreamerAgent:
         low, high = self.action_space.low, self.action_space.high
         return np.clip(action, -1, 1).astype(self.action_space.dtype) * (high - low) / 2 + (high + low) / 2, state
 
+    def latent_to_stored(self, state: PolicyState) -> dict[str, np.ndarray]:
+        """Return an acting latent as replay stores it (for replay context): deter, class indices, latent_ok."""
+        return {"deter": np.asarray(state.deter[0], np.float16),
+                "stoch": np.asarray(state.stoch[0]).argmax(-1).astype(np.uint16), "latent_ok": True}
+
     def env_action_to_stored(self, action: Any) -> np.ndarray:
         """Return the action as the replay stores it (index for discrete, [-1, 1] vector for continuous)."""
         if self.act_space.discrete:
@@ -197,12 +202,16 @@ class DreamerAgent:
         """Compile the train and policy steps ahead of time; return the seconds it took."""
         t0 = time.monotonic()
         spec = self.image_shape
-        b, t = batch_size, batch_length
+        b, t = batch_size, batch_length + self.cfg.replay_context  # replayed windows include the context
         action = jax.ShapeDtypeStruct((b, t), jnp.int32) if self.act_space.discrete else \
             jax.ShapeDtypeStruct((b, t, self.act_space.n), jnp.float32)
         batch = {"image": jax.ShapeDtypeStruct((b, t, *spec), jnp.uint8), "action": action,
                  "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
                  **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
+        if self.cfg.replay_context:
+            batch.update({"deter": jax.ShapeDtypeStruct((b, t, self.cfg.deter), jnp.float16),
+                          "stoch": jax.ShapeDtypeStruct((b, t, self.cfg.stoch), jnp.uint16),
+                          "latent_ok": jax.ShapeDtypeStruct((b, t), jnp.bool_)})
         self._train_step = self._train_step.lower(self.state, batch, self._train_key).compile()
         if self.cfg.policy_process:
             self.start_policy_process()

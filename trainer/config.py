@@ -108,6 +108,10 @@ class TrainerConfig:
     """Replayed sequences per update (B)."""
     batch_length: Annotated[int, Interval(ge=2, le=4096)] = 64
     """Steps per replayed sequence (T)."""
+    replay_context: Annotated[int, Interval(ge=0, le=1)] = 0
+    """1: replay keeps each step's latent state (from acting, refreshed by training) and a replayed sequence
+    starts from the latent of the step before it, as the official replay_context 1 (no burn-in from zeros);
+    0: sequences start from zeros. Costs deter x 2 + stoch x 2 bytes of RAM per step."""
     imag_last: Annotated[int, Interval(ge=0)] = 0
     """Start imagination from only the last K states of each sequence (0: all B x T, the official setting)."""
     replay_capacity: Annotated[int, Interval(ge=1000)] = 1_000_000

@@ -122,17 +122,27 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
 
     def loss_fn(params, slow, retnorm, batch, key):
         m = functools.partial(model.apply, {"params": params})
-        B, T = batch["reward"].shape
-        assert batch["image"].shape == (B, T, *image_shape), (batch["image"].shape, (B, T, *image_shape))
         k_obs, k_img = jax.random.split(key)
-
-        # World model
         if act_space.discrete:
             actions = jax.nn.one_hot(batch["action"], act_space.n)
         else:
             actions = batch["action"].astype(jnp.float32)
         prev_action = jnp.concatenate([jnp.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
-        is_first = batch["is_first"].at[:, 0].set(True)  # no replay context: every sequence starts fresh
+        K = cfg.replay_context
+        if K:
+            # Replay context: the first K steps only provide the stored latent to start from (no burn-in).
+            ok = batch["latent_ok"][:, K - 1]
+            init = (jnp.where(ok[:, None], batch["deter"][:, K - 1].astype(jnp.float32), 0.0),
+                    jnp.where(ok[:, None, None], jax.nn.one_hot(batch["stoch"][:, K - 1], cfg.classes), 0.0))
+            prev_action = prev_action[:, K:]
+            batch = {k: batch[k][:, K:] for k in ("image", "action", "reward", "is_first", "is_last", "is_terminal")}
+            is_first = batch["is_first"].at[:, 0].set(batch["is_first"][:, 0] | ~ok)  # no latent: start fresh
+        else:
+            is_first = batch["is_first"].at[:, 0].set(True)  # no replay context: every sequence starts fresh
+        B, T = batch["reward"].shape
+        assert batch["image"].shape == (B, T, *image_shape), (batch["image"].shape, (B, T, *image_shape))
+
+        # World model
         tokens = m(batch["image"], method=DreamerModel.encode)
 
         def observe(carry, inputs):
@@ -142,7 +152,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             return (deter, stoch), (deter, stoch, post, prior)
 
         t_major = lambda x: jnp.swapaxes(x, 0, 1)
-        init = m(B, method=DreamerModel.initial)
+        if not K:
+            init = m(B, method=DreamerModel.initial)
         _, (deter, stoch, post, prior) = jax.lax.scan(
             observe, init, (t_major(tokens), t_major(prev_action), t_major(is_first), jax.random.split(k_obs, T)))
         deter, stoch, post, prior = (t_major(x) for x in (deter, stoch, post, prior))
@@ -226,6 +237,9 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             "ret/scale": scale, "adv/mag": jnp.abs(adv).mean(), "value/mean": value.mean(),
             "imag/reward": img_reward.mean(), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
         })
+        if K:  # the posterior latents of the replayed steps, for replay to start later sequences from
+            metrics["latent/deter"] = jax.lax.stop_gradient(deter).astype(jnp.float16)
+            metrics["latent/stoch"] = jnp.argmax(stoch, -1).astype(jnp.int32)
         return total, (jnp.stack([lo, hi]), metrics)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):

@@ -102,6 +102,12 @@ class Learner:
             self.peer_stopped = True
         return bool(flags[:, 0].any()), bool(flags[:, 1].all())
 
+    def _write_latents(self, positions: list[tuple[int, int]], deter: np.ndarray, stoch: np.ndarray) -> None:
+        if self.multiprocess:  # the latents of the whole batch: this process's rows are its own sequences
+            rows = slice(jax.process_index() * self.batch_size, (jax.process_index() + 1) * self.batch_size)
+            deter, stoch = deter[rows], stoch[rows]
+        self.replay.write_latents(positions, deter, stoch, offset=self.agent.cfg.replay_context)
+
     def snapshot(self) -> tuple[int, Any]:
         """Return (updates, train state) taken together: a checkpoint's step names exactly its state.
 
@@ -130,12 +136,15 @@ class Learner:
                 continue
             self.state = "training"
             t0 = time.monotonic()
-            batch = self.replay.sample(self.batch_size)
+            batch, positions = self.replay.sample_with_positions(self.batch_size)
             with self._lock:  # the agent's state and the update count change together (see snapshot())
                 metrics = self.agent.train(batch)
                 self.updates += 1
             # One host sync per update (a few scalars, next to seconds of compute): every update is checked.
-            host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            fetched = jax.device_get(metrics)
+            if "latent/deter" in fetched:  # replay context: later sequences start from these latents
+                self._write_latents(positions, fetched.pop("latent/deter"), fetched.pop("latent/stoch"))
+            host = {k: float(v) for k, v in fetched.items()}
             self.last_update_s = time.monotonic() - t0
             self.update_s_ema = self.last_update_s if self.update_s_ema is None else \
                 0.9 * self.update_s_ema + 0.1 * self.last_update_s

@@ -26,6 +26,8 @@ __all__ = ["Replay", "Step", "step_spec"]
 
 log = logging.getLogger(__name__)
 
+LATENT_KEYS = ("deter", "stoch", "latent_ok")
+
 
 @dataclass(frozen=True)
 class Step:
@@ -34,9 +36,11 @@ class Step:
     image_shape: tuple[int, int, int]
     action_shape: tuple[int, ...]
     action_dtype: str
+    latent: tuple[int, int] | None = None
+    """(deter, stoch) sizes when the replay keeps each step's latent state (replay context), else None."""
 
     def fields(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        return {
+        fields = {
             "image": (self.image_shape, np.dtype(np.uint8)),
             "action": (self.action_shape, np.dtype(self.action_dtype)),
             "reward": ((), np.dtype(np.float32)),
@@ -44,15 +48,22 @@ class Step:
             "is_last": ((), np.dtype(bool)),
             "is_terminal": ((), np.dtype(bool)),
         }
+        if self.latent is not None:
+            deter, stoch = self.latent
+            fields["deter"] = ((deter,), np.dtype(np.float16))
+            fields["stoch"] = ((stoch,), np.dtype(np.uint16))  # the class index of each categorical latent
+            fields["latent_ok"] = ((), np.dtype(bool))  # False until a latent was written for the step
+        return fields
 
     def nbytes(self) -> int:
         return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.fields().values())
 
 
 def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] = (),
-              action_dtype: str = "int32") -> Step:
-    """Return the layout of a step: an image, an action (index or vector), reward and episode flags."""
-    return Step(tuple(image_shape), tuple(action_shape), action_dtype)
+              action_dtype: str = "int32", latent: tuple[int, int] | None = None) -> Step:
+    """Return the layout of a step: an image, an action (index or vector), reward and episode flags, and
+    with `latent=(deter, stoch)` the step's latent state for replay context."""
+    return Step(tuple(image_shape), tuple(action_shape), action_dtype, tuple(latent) if latent else None)
 
 
 class _Stream:
@@ -67,7 +78,7 @@ class _Stream:
     def append(self, step: dict[str, np.ndarray]) -> None:
         i = self.count % self.capacity
         for key, array in self.data.items():
-            array[i] = step[key]
+            array[i] = step.get(key, 0)  # a latent not given is zero, with latent_ok False
         self.count += 1
         self.size = min(self.size + 1, self.capacity)
 
@@ -80,7 +91,7 @@ class _Stream:
             self.count, self.size = start, 0
         idx = np.arange(self.count, self.count + n) % self.capacity
         for key, array in self.data.items():
-            array[idx] = steps[key]
+            array[idx] = steps.get(key, 0)  # chunks written without latents load with latent_ok False
         self.count += n
         self.size = min(self.size + n, self.capacity)
 
@@ -203,7 +214,7 @@ class Replay:
             for start, path in sorted(keep):
                 try:
                     with np.load(path) as data:
-                        arrays = {k: data[k] for k in s.data}
+                        arrays = {k: data[k] for k in s.data if k in data.files or k not in LATENT_KEYS}
                 except Exception as exc:  # a torn or foreign file: BadZipFile, EOFError, ...
                     log.warning("skipping damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
                     continue
@@ -227,6 +238,10 @@ class Replay:
 
     def sample(self, batch: int) -> dict[str, np.ndarray]:
         """Return a batch of sequences: each key has shape [batch, length, ...]."""
+        return self.sample_with_positions(batch)[0]
+
+    def sample_with_positions(self, batch: int) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
+        """Return a batch as `sample` does, and each sequence's (stream, first step) for `write_latents`."""
         with self._lock:
             starts = []
             while self._online and len(starts) < batch:
@@ -245,7 +260,27 @@ class Replay:
                 starts.append((stream, int(self._rng.integers(oldest, s.count - self.length + 1))))
             seqs = [self._streams[i].window(start, self.length) for i, start in starts]
             self.sampled_sequences += batch
-        return {k: np.stack([seq[k] for seq in seqs]) for k in seqs[0]}
+        return {k: np.stack([seq[k] for seq in seqs]) for k in seqs[0]}, starts
+
+    def write_latents(self, positions: list[tuple[int, int]], deter: np.ndarray, stoch: np.ndarray,
+                      offset: int = 0) -> int:
+        """Store the latents computed in training for steps start+offset.. of each sampled sequence.
+
+        deter float[B, L, deter], stoch int[B, L, stoch]; steps overwritten since sampling are skipped.
+        Returns the number of steps written.
+        """
+        written = 0
+        with self._lock:
+            for (stream, start), d, z in zip(positions, deter, stoch, strict=True):
+                s = self._streams[stream]
+                steps = np.arange(start + offset, start + offset + len(d))
+                keep = steps >= s.count - s.size
+                idx = steps[keep] % s.capacity
+                s.data["deter"][idx] = d[keep]
+                s.data["stoch"][idx] = z[keep]
+                s.data["latent_ok"][idx] = True
+                written += int(keep.sum())
+        return written
 
     def ram_bytes(self) -> int:
         return sum(a.nbytes for s in self._streams for a in s.data.values())

@@ -110,3 +110,39 @@ def test_streams_never_mix_within_a_sequence() -> None:
     fill(replay, 50, start=1000, stream=1)
     for rewards in replay.sample(100)["reward"]:
         assert np.array_equal(np.diff(rewards), np.ones(7))
+
+
+LATENT_SPEC = step_spec((4, 4, 3), latent=(6, 3))
+
+
+def test_latents_are_kept_written_back_and_survive_a_restart(tmp_path) -> None:
+    replay = Replay(LATENT_SPEC, capacity=400, length=9, directory=tmp_path, chunk_steps=16)
+    for i in range(40):  # the actor's latents for even steps only
+        latent = {"deter": np.full(6, i, np.float16), "stoch": np.full(3, i % 4, np.uint16), "latent_ok": True}
+        replay.add({**step(i, first=i == 0), **(latent if i % 2 == 0 else {})})
+    batch, positions = replay.sample_with_positions(4)
+    assert batch["deter"].shape == (4, 9, 6) and batch["deter"].dtype == np.float16
+    assert batch["stoch"].shape == (4, 9, 3) and batch["latent_ok"].shape == (4, 9)
+    for row, (_, start) in zip(batch["reward"], positions, strict=True):
+        assert row[0] == start  # positions name the first step of each sequence
+    ok = batch["latent_ok"]
+    assert np.array_equal(ok, batch["reward"] % 2 == 0)
+    assert np.array_equal(batch["deter"][ok][:, 0], batch["reward"][ok])
+    # Training writes the latents of steps start+1 .. start+8 (after one context step).
+    deter = np.full((4, 8, 6), -1.0, np.float16)
+    assert replay.write_latents(positions, deter, np.ones((4, 8, 3), np.int32), offset=1) == 32
+    stream, start = positions[0]
+    window = replay._streams[stream].window(start, 9)
+    assert window["latent_ok"][1:].all() and (window["deter"][1:] == -1).all()
+    replay.close()
+    again = Replay(LATENT_SPEC, capacity=400, length=9, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 40
+    assert again._streams[0].window(0, 1)["latent_ok"][0]  # the actor's latent of step 0 went to disk
+
+
+def test_chunks_without_latents_load_into_a_context_replay(tmp_path) -> None:
+    fill(Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16), 32)
+    again = Replay(LATENT_SPEC, capacity=400, length=9, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32
+    batch = again.sample(3)
+    assert not batch["latent_ok"].any() and (batch["deter"] == 0).all()

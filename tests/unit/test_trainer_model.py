@@ -101,6 +101,32 @@ def test_non_finite_batch_leaves_the_state_unchanged() -> None:
     assert all(jax.tree.leaves(same))
 
 
+def test_replay_context_starts_from_the_stored_latent_and_returns_new_ones() -> None:
+    cfg = dataclasses.replace(TINY, replay_context=1)
+    act = ActSpace(True, 5)
+    state = init_state(cfg, act, (64, 64, 3), jax.random.PRNGKey(0))
+    step = train_step_for(cfg, act)
+    B, T = cfg.batch_size, cfg.batch_length
+    batch = batch_of(dataclasses.replace(cfg, batch_length=T + 1), act)
+    batch["is_first"][:] = False
+    rng = np.random.default_rng(3)
+    batch.update({"deter": rng.normal(size=(B, T + 1, cfg.deter)).astype(np.float16),
+                  "stoch": rng.integers(0, cfg.classes, (B, T + 1, cfg.stoch)).astype(np.uint16),
+                  "latent_ok": np.zeros((B, T + 1), bool)})
+    _, fresh = step(state, batch, jax.random.PRNGKey(1))
+    assert fresh["latent/deter"].shape == (B, T, cfg.deter) and fresh["latent/stoch"].shape == (B, T, cfg.stoch)
+    assert int(fresh["latent/stoch"].max()) < cfg.classes
+    batch["latent_ok"][:] = True  # now the first trained step continues from the stored context latent
+    _, context = step(state, batch, jax.random.PRNGKey(1))
+    assert float(context["loss/image"]) != float(fresh["loss/image"])
+    assert not np.allclose(np.asarray(context["latent/deter"][:, 0], np.float32),
+                           np.asarray(fresh["latent/deter"][:, 0], np.float32))
+    # A stored latent is never used across an episode start.
+    batch["is_first"][:, 1] = True
+    _, reset = step(state, batch, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(float(reset["loss/image"]), float(fresh["loss/image"]), rtol=1e-5)
+
+
 class ColourMatch(gym.Env):
     """One-step episodes: the screen shows red, green or blue; the action with the colour's index pays 1."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import envs
@@ -56,3 +57,36 @@ def test_checkpoint_step_names_its_state(training) -> None:
     assert restored is not None and restored[0] == 7 and restored[2]["updates"] == 7
     t.checkpoint()  # nothing new: no second save
     assert t.checkpoint_step == 7
+
+
+def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) -> None:
+    import threading
+
+    cfg = resolve(["tiny", "catch"], [("trainer.train_after", 10), ("trainer.replay_context", 1),
+                                      ("trainer.policy_process", False), ("run.train_ratio", 8)],
+                  environ={}, blocks=load_blocks())
+    env = envs.make_from_config(cfg.env)
+    steps = {"n": 0}
+    t = Training(cfg, env.observation_space, env.action_space, run_root=tmp_path, env_steps=lambda: steps["n"])
+    t.open()
+    obs, _ = env.reset(seed=0)
+    state, first = None, True
+    for _ in range(60):
+        action, state = t.policy(obs, state, first)
+        t.record(obs, action, 0.0, is_first=first, is_last=False, is_terminal=False, latent=state)
+        obs, _, terminated, truncated, _ = env.step(action)
+        first = terminated or truncated
+        if first:
+            obs, _ = env.reset()
+            state = None
+        steps["n"] += 1
+    stream = t.replay._streams[0]
+    assert stream.data["latent_ok"][:60].all()  # the actor's latents are stored with their steps
+    acting = stream.data["deter"][:60].copy()
+    stop = threading.Event()
+    t.learner.metrics_every = 1
+    t.learner.run(stop, lambda updates, metrics: updates >= 3 and stop.set())
+    assert t.learner.updates >= 3 and t.replay.sampled_sequences >= 3 * cfg.trainer.batch_size
+    assert not np.array_equal(stream.data["deter"][:60], acting)  # training wrote its own latents back
+    t.close()
+    env.close()
