@@ -85,6 +85,7 @@ def main() -> None:
         return {"n": int(mask.sum()), "pred_reward": round(float(d["pred_reward"][mask].mean()), 3),
                 "pred_cont": round(float(d["pred_cont"][mask].mean()), 3)}
 
+    catch = catch_check(agent, replay, model, feature, twohot_mean) if cfg.env.id == "catch" else None
     print(json.dumps({
         "checkpoint": step, "replay_steps": replay.size,
         "reward+": summary(d["reward"] > 0.5), "reward-": summary(d["reward"] < -0.5),
@@ -92,8 +93,59 @@ def main() -> None:
         "not_terminal": summary(~d["terminal"]),
         "image_mse": round(float(d["image_mse"].mean()), 5),
         "value_at_first": round(float(d["value"][d["first"]].mean()), 3) if d["first"].any() else None,
+        "catch_imagined_return": catch,
     }))
     agent.close()
+
+
+def catch_check(agent, replay, model, feature, twohot_mean, n: int = 64) -> dict:
+    """PixelCatch: from real first frames, imagine 9 steps under scripted action sequences and sum the
+    predicted rewards. A world model that knows what actions do predicts about +1 for moving toward the
+    ball, -1 for moving away, and about -0.6 for the constant policies (which catch 1 ball in 5)."""
+    from envs.suites.catch import BALL, COLUMNS, ROWS, cell_bounds
+
+    stream = replay._streams[0]
+    lo = stream.count - stream.size
+    firsts = [i for i in range(lo, stream.count - 10) if stream.window(i, 1)["is_first"][0]][-n:]
+    frames = np.stack([stream.window(i, 1)["image"][0] for i in firsts])
+    cols = cell_bounds(COLUMNS, frames.shape[2])
+    top = cell_bounds(ROWS, frames.shape[1])[0]
+    ball = [next(c for c, (a, b) in enumerate(cols) if (f[top[0]:top[1], a:b] == BALL).all(-1).any()) for f in frames]
+
+    def script(kind: str, target: int) -> list[int]:
+        acts, paddle = [], COLUMNS // 2
+        for _ in range(ROWS - 1):
+            want = {"toward": np.sign(target - paddle), "away": -np.sign(target - paddle) or 1,
+                    "left": -1, "stay": 0, "right": 1}[kind]
+            paddle = int(np.clip(paddle + want, 0, COLUMNS - 1))
+            acts.append(int(want) + 1)  # actions: 0 left, 1 stay, 2 right
+        return acts
+
+    @jax.jit
+    def imagined_return(params, image, actions, key):
+        m = functools.partial(model.apply, {"params": params})
+        B = image.shape[0]
+        token = m(image, method=DreamerModel.encode)
+        deter, stoch = m(B, method=DreamerModel.initial)
+        zero = jnp.zeros((B, agent.act_space.n))
+        deter, stoch, _, _ = m(deter, stoch, zero, token, jnp.ones(B, bool), key, method=DreamerModel.obs_step)
+
+        def step(carry, x):
+            act, k = x
+            d, z = m(*carry, jax.nn.one_hot(act, agent.act_space.n), k, method=DreamerModel.img_step)
+            return (d, z), twohot_mean(m(feature(d, z), method=DreamerModel.reward))
+
+        _, rewards = jax.lax.scan(step, (deter, stoch), (actions.T, jax.random.split(key, actions.shape[1])))
+        return rewards.sum(0)
+
+    from trainer.model import DreamerModel
+
+    out = {}
+    for kind in ("toward", "away", "left", "stay", "right"):
+        acts = jnp.asarray([script(kind, b) for b in ball], jnp.int32)
+        ret = imagined_return(agent.params, jnp.asarray(frames), acts, jax.random.PRNGKey(0))
+        out[kind] = round(float(ret.mean()), 3)
+    return {"starts": len(firsts), **out}
 
 
 if __name__ == "__main__":
