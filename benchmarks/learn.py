@@ -77,7 +77,7 @@ def evaluate_mate(logdir: Path, n: int) -> float:
 
 def measure(args: argparse.Namespace, extra: list[str], random: bool, root: Path) -> dict:
     finals, walls, curves, details = [], [], [], {}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         logdir = root / f"{'random' if random else 'agent'}-{seed}"
         walls.append(train(args.configs, args.steps, seed, logdir, extra, random))
         eps = episodes(logdir)
@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", default=["catch", "size1m"])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--eval-episodes", type=int, default=500)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run dirs here")
     args, extra = parser.parse_known_args()
@@ -106,7 +107,8 @@ def main() -> None:
         root = args.keep or Path(tmp)
         metric = ("held-out solve rate %" if "mate1" in args.configs else
                   "Crafter score %" if "crafter" in args.configs else "mean return, last 200 episodes")
-        result = {"configs": args.configs, "steps": args.steps, "seeds": args.seeds, "overrides": extra,
+        result = {"configs": args.configs, "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed,
+                  "overrides": extra,
                   "metric": metric, "random": measure(args, extra, True, root),
                   "agent": measure(args, extra, False, root)}
     print(json.dumps(result))
