@@ -220,12 +220,12 @@ class Training:
         with self._save_lock:
             # Immutable arrays: a consistent snapshot even while training goes on.
             step, state = self.learner.snapshot()
+            if step == self.checkpoint_step or step == 0:
+                return
             if self.agent.multiprocess:
                 import jax
 
                 state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
-            if step == self.checkpoint_step or step == 0:
-                return
             try:
                 self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()}, metric)
             except (OSError, ValueError, TrainerError) as exc:

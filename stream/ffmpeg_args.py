@@ -65,17 +65,11 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
-    return _INGEST_URL.sub(_mask_key, text)
+    return _INGEST_URL.sub(rf"\g<1>{MASK}", text)
 
 
-_INGEST_URL = re.compile(r"(rtmps?://([^\s/'\"]+)/(?:[^\s/'\"]+/)*)([^\s/'\":|\]?]+)(\?[^\s'\"|\]]*)?")
-
-
-def _mask_key(match: re.Match) -> str:
-    prefix = match.group(1)
-    if prefix.count("/") < 4:
-        return match.group(0)  # a URL without an app/key path
-    return prefix + MASK
+# scheme://host/ + at least one path element (the app) + the key, with any query after it
+_INGEST_URL = re.compile(r"(rtmps?://[^\s/'\"]+/(?:[^\s/'\"]+/)+)[^\s/'\":|\]?]+(?:\?[^\s'\"|\]]*)?")
 
 
 def _segments(cfg: StreamConfig, recordings_dir: Path, required: bool) -> Sink:

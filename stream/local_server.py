@@ -117,7 +117,7 @@ class LocalRtmpServer:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return
-        if any(b"nginx" in part for part in cmdline[:1]) and str(self.directory).encode() in b" ".join(cmdline):
+        if b"nginx" in cmdline[0] and str(self.directory).encode() in b" ".join(cmdline):
             log.warning("ending a stale local RTMP server (pid %d) left by an earlier session", pid)
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -61,9 +61,9 @@ class Learner:
         self.updates = updates
         self.metrics_every = metrics_every
         # This process's share of each batch (all of it unless training spans processes).
-        self.batch_size = getattr(agent, "local_batch_size", agent.cfg.batch_size)
+        self.batch_size = agent.local_batch_size
         self.batch_length = agent.cfg.batch_length
-        self.multiprocess = jax.process_count() > 1
+        self.multiprocess = agent.multiprocess
         self.peer_stopped = False
         self.train_after = agent.cfg.train_after
         self.last_update_s = 0.0

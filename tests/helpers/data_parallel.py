@@ -15,6 +15,16 @@ import numpy as np
 from jax.sharding import Mesh
 
 
+def random_batch() -> dict[str, np.ndarray]:
+    """The fixed batch of 4 sequences x 8 steps of 16x16 frames (3 actions) both parallel tests train on."""
+    rng = np.random.default_rng(0)
+    return {"image": rng.integers(0, 256, (4, 8, 16, 16, 3), dtype=np.uint8),
+            "action": rng.integers(0, 3, (4, 8)).astype(np.int32),
+            "reward": rng.normal(size=(4, 8)).astype(np.float32),
+            "is_first": np.zeros((4, 8), bool), "is_last": np.zeros((4, 8), bool),
+            "is_terminal": np.zeros((4, 8), bool)}
+
+
 def main() -> None:
     from app.config import load_blocks
     from trainer.config import TrainerConfig
@@ -24,12 +34,7 @@ def main() -> None:
     n = int(sys.argv[1])
     cfg = TrainerConfig(**{**load_blocks()["tiny"]["trainer"], "batch_size": 4})
     act = ActSpace(True, 3)
-    rng = np.random.default_rng(0)
-    batch = {"image": rng.integers(0, 256, (4, 8, 16, 16, 3), dtype=np.uint8),
-             "action": rng.integers(0, 3, (4, 8)).astype(np.int32),
-             "reward": rng.normal(size=(4, 8)).astype(np.float32),
-             "is_first": np.zeros((4, 8), bool), "is_last": np.zeros((4, 8), bool),
-             "is_terminal": np.zeros((4, 8), bool)}
+    batch = random_batch()
     state = init_state(cfg, act, (16, 16, 3), jax.random.PRNGKey(0))
     mesh = Mesh(np.array(jax.devices()[:n]), ("data",)) if n > 1 else None
     step = make_train_step(cfg, act, (16, 16, 3), mesh).lower(state, batch, jax.random.PRNGKey(0)).compile()

@@ -27,6 +27,7 @@ def main() -> None:
     import jax
 
     from app.config import load_blocks
+    from tests.helpers.data_parallel import random_batch
     from trainer.agent import DreamerAgent
     from trainer.config import TrainerConfig
     from trainer.distributed import broadcast_from_primary
@@ -34,12 +35,7 @@ def main() -> None:
     cfg = TrainerConfig(**{**load_blocks()["tiny"]["trainer"], "batch_size": 4, "batch_length": 8})
     obs = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)})
     agent = DreamerAgent(cfg, obs, gym.spaces.Discrete(3))
-    rng = np.random.default_rng(0)
-    batch = {"image": rng.integers(0, 256, (4, 8, 16, 16, 3), dtype=np.uint8),
-             "action": rng.integers(0, 3, (4, 8)).astype(np.int32),
-             "reward": rng.normal(size=(4, 8)).astype(np.float32),
-             "is_first": np.zeros((4, 8), bool), "is_last": np.zeros((4, 8), bool),
-             "is_terminal": np.zeros((4, 8), bool)}
+    batch = random_batch()
     share = agent.local_batch_size
     rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
     for _ in range(3):
