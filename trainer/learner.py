@@ -158,6 +158,7 @@ class Learner:
                 window_t, window_updates = now, self.updates
                 host["replay/ratio"] = self.ratio()
                 host["replay/size"] = float(self.replay.size)
+                host["replay/write_errors"] = float(self.replay.write_errors)
                 host["train/s_per_update"] = self.last_update_s
                 on_metrics(self.updates, host)
 

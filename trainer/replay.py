@@ -5,9 +5,10 @@ steps from one stream (they may cross episode boundaries; `is_first` marks where
 reset). Every newly completed, non-overlapping sequence enters an online queue and is sampled before
 any uniform draw, so fresh experience is always trained on at least once.
 
-Completed chunks of `chunk_steps` steps are written as .npz files (temp name, then rename) under the
-run dir; at start-up the newest chunks are loaded back up to the RAM capacity. A kill -9 loses at
-most the unwritten part of the current chunk; `close()` writes that part too.
+Completed chunks of `chunk_steps` steps are written as .npz files (temp name, fsync, then rename) under
+the run dir by a background writer thread, so the actor that calls `add` never waits for the disk; at
+start-up the newest chunks are loaded back up to the RAM capacity. A kill -9 loses at most the
+unwritten part of the current chunk and the chunks still queued; `close()` writes all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ __all__ = ["Replay", "Step", "step_spec"]
 log = logging.getLogger(__name__)
 
 LATENT_KEYS = ("deter", "stoch", "latent_ok")
+WRITE_QUEUE = 4
+"""Chunks waiting for the writer thread before `add` waits too (a disk slower than the actor)."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,13 @@ class Replay:
         self._lock = threading.Lock()
         self.inserted = 0
         self.sampled_sequences = 0
+        self.write_errors = 0
+        self._writes: queue.Queue[tuple[int, int, dict[str, np.ndarray]] | None] = queue.Queue(WRITE_QUEUE)
+        self._writer: threading.Thread | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
+            self._writer = threading.Thread(target=self._write_loop, name="replay-writer", daemon=True)
+            self._writer.start()
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -140,7 +149,35 @@ class Replay:
                 chunk = (start, s.window(start, self.chunk_steps))
                 self._saved_upto[stream] += self.chunk_steps
         if chunk is not None:
-            self._write_chunk(stream, *chunk)
+            self._queue_write(stream, *chunk)
+
+    def _queue_write(self, stream: int, start: int, data: dict[str, np.ndarray]) -> None:
+        if self._writer is None or not self._writer.is_alive():  # closed: write in the caller's thread
+            self._write_chunk(stream, start, data)
+            return
+        try:
+            self._writes.put_nowait((stream, start, data))
+        except queue.Full:
+            log.warning("replay chunks are written more slowly than they fill; the actor waits for the disk")
+            self._writes.put((stream, start, data))
+
+    def _write_loop(self) -> None:
+        while (item := self._writes.get()) is not None:
+            stream, start, data = item
+            try:
+                self._write_chunk(stream, start, data)
+            except Exception as exc:  # a full or failing disk: the steps stay in RAM and the run goes on
+                self.write_errors += 1
+                log.error("could not write replay chunk of stream %d at step %d (kept in RAM only): %s: %s",
+                          stream, start, type(exc).__name__, exc)
+            finally:
+                self._writes.task_done()
+        self._writes.task_done()
+
+    def flush(self) -> None:
+        """Wait until every completed chunk handed to the writer thread is on disk."""
+        if self._writer is not None and self._writer.is_alive():
+            self._writes.join()
 
     def _write_chunk(self, stream: int, start: int, data: dict[str, np.ndarray]) -> None:
         assert self.directory is not None
@@ -180,8 +217,8 @@ class Replay:
                     log.warning("could not delete old replay chunk %s: %s", path.name, exc)
 
     def close(self) -> None:
-        """Write the steps not yet in a chunk file, so a clean stop loses nothing."""
-        if self.directory is None:
+        """Write the queued chunks and the steps not yet in a chunk, so a clean stop loses nothing."""
+        if self.directory is None or self._writer is None:
             return
         with self._lock:
             pending = []
@@ -190,8 +227,13 @@ class Replay:
                 if s.count > start:
                     pending.append((i, start, s.window(start, s.count - start)))
                     self._saved_upto[i] = s.count
-        for stream, start, data in pending:
-            self._write_chunk(stream, start, data)
+        for item in pending:
+            self._queue_write(*item)
+        if self._writer.is_alive():
+            self._writes.put(None)
+            self._writer.join()
+        if self.write_errors:
+            log.error("%d replay chunks could not be written; a restart loads only the others", self.write_errors)
 
     def load(self) -> int:
         """Load the newest chunks from disk back into RAM (up to capacity per stream); return steps loaded."""

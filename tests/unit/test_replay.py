@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -15,9 +17,11 @@ def step(i: int, first: bool = False) -> dict:
             "is_first": first, "is_last": False, "is_terminal": False}
 
 
-def fill(replay: Replay, n: int, start: int = 0, stream: int = 0) -> None:
+def fill(replay: Replay, n: int, start: int = 0, stream: int = 0, flush: bool = True) -> None:
     for i in range(start, start + n):
         replay.add(step(i, first=i == start), stream)
+    if flush:
+        replay.flush()  # the chunks completed so far are on disk
 
 
 def test_sequences_are_contiguous_and_shaped() -> None:
@@ -146,3 +150,45 @@ def test_chunks_without_latents_load_into_a_context_replay(tmp_path) -> None:
     assert again.load() == 32
     batch = again.sample(3)
     assert not batch["latent_ok"].any() and (batch["deter"] == 0).all()
+
+
+def test_the_actor_does_not_wait_for_the_disk(tmp_path) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    release, writing, written = threading.Event(), threading.Event(), []
+    slow_disk = replay._write_chunk
+
+    def write(stream, start, data):
+        writing.set()
+        release.wait(timeout=30)  # a disk that hangs (a synchronous writer would hold `add` here)
+        slow_disk(stream, start, data)
+        written.append(start)
+
+    replay._write_chunk = write
+    fill(replay, 40, flush=False)  # two chunks complete while the first write hangs
+    assert writing.wait(timeout=30) and written == []
+    assert replay.size == 40 and replay.sample(4)["reward"].shape == (4, 8)
+    release.set()
+    replay.close()  # the queued chunks and the pending steps are written at a clean stop
+    assert written == [0, 16, 32]
+    again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 40
+
+
+def test_a_failing_disk_loses_only_the_chunk_and_is_reported(tmp_path, caplog) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    real = replay._write_chunk
+
+    def write(stream, start, data):
+        if start == 16:
+            raise OSError(28, "No space left on device")
+        real(stream, start, data)
+
+    replay._write_chunk = write
+    fill(replay, 48)
+    replay.close()
+    assert replay.write_errors == 1
+    assert "could not write replay chunk of stream 0 at step 16" in caplog.text and "No space left" in caplog.text
+    assert sorted(int(p.stem.split("-")[2]) for p in tmp_path.glob("chunk-*.npz")) == [0, 32]
+    again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert again.load() == 32  # the gap starts a new sequence, as after a torn chunk
+    assert again._streams[0].window(32, 1)["is_first"][0]
