@@ -3,8 +3,9 @@
 An actor thread plays the env with the agent's policy and fills replay while the learner thread trains
 at the configured train ratio (learner waits when ahead; the actor never waits). Reported: seconds per
 update and updates/s (after warm-up), env steps/s, the actor's stall (the longest policy call: where acting could wait
-for the learner) and its longest gap between two env steps (policy + env step/reset, beside the pacing
-it was asked for), peak RSS, compile time, and the parameter count.
+for the learner), its longest replay insert (chunk files are written to a temp dir as in the app) and
+its longest gap between two env steps (policy + insert + env step/reset, beside the pacing it was asked
+for), peak RSS, compile time, and the parameter count.
 
     .venv/bin/python benchmarks/train_speed.py --configs crafter size1m --run.train_ratio 32 --updates 20
 """
@@ -15,9 +16,12 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -49,12 +53,15 @@ def main() -> None:
         gc.freeze()  # as the app does after start-up: full collections then skip the long-lived objects
     spec = step_spec(agent.image_shape, () if act.discrete else (act.n,), "int32" if act.discrete else "float32",
                      latent=(t.deter, t.stoch) if t.replay_context else None)
-    replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, chunk_steps=1024)
+    replay_dir = Path(tempfile.mkdtemp(prefix="train_speed-replay-"))
+    replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, chunk_steps=1024,
+                    directory=replay_dir)
     steps = {"n": 0}
     learner = Learner(agent, replay, train_ratio=cfg.run.train_ratio, env_steps=lambda: steps["n"])
     stop = threading.Event()
     gaps: list[float] = []
     policy_s: list[float] = []
+    add_s: list[float] = []
     pace = {"s": 1.0 / args.actor_fps if args.actor_fps else 0.0}
 
     def actor() -> None:
@@ -64,10 +71,12 @@ def main() -> None:
         while not stop.is_set():
             t_policy = time.monotonic()
             action, state = agent.policy(obs, state, first)
-            policy_s.append(time.monotonic() - t_policy)
+            t_add = time.monotonic()
+            policy_s.append(t_add - t_policy)
             replay.add({"image": obs["image"], "action": agent.env_action_to_stored(action),
                         "reward": np.float32(reward), "is_first": first, "is_last": False, "is_terminal": False,
                         **(agent.latent_to_stored(state) if t.replay_context else {})})
+            add_s.append(time.monotonic() - t_add)
             obs, reward, term, trunc, _ = env.step(action)
             first = False
             steps["n"] += 1
@@ -112,12 +121,14 @@ def main() -> None:
         "updates_per_s": round(1 / s_per_update, 4), "env_steps_per_s": round(steps["n"] / wall, 2),
         "max_actor_stall_s": round(max(policy_s[10:]), 4),
         "p99_policy_s": round(float(np.percentile(policy_s[10:], 99)), 4),
+        "max_replay_add_s": round(max(add_s[10:]), 4), "replay_chunks_written": len(list(replay_dir.glob("*.npz"))),
         "max_step_gap_s": round(max(gaps[10:]), 4),
         "peak_rss_mb": round(max(peak_rss, psutil.Process().memory_info().rss) / 1e6, 1),
         "compile_s": round(compile_s, 1), "param_count": agent.param_count, "cpus": os.cpu_count(),
         "jax_devices": [str(d) for d in __import__("jax").devices()],
     }))
     sys.stdout.flush()
+    shutil.rmtree(replay_dir, ignore_errors=True)
     os._exit(0)  # skip slow interpreter teardown of XLA threads
 
 
