@@ -1,0 +1,186 @@
+"""Chat core: commands, polls, the reset vote, rate limits, and hostile input (no transport, injected clock)."""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.chat import ChatCore, ChatHub, ChatRules, Message, Reply, Show, Steer
+from app.chat.core import MAX_USERS, clean_login, clean_text
+
+RULES = ChatRules(user_cooldown_s=2.0, commands_per_s=20, replies_per_30s=15, reset_min_votes=2)
+
+
+def msg(text: str, user: str = "1", login: str = "alice", roles: frozenset[str] = frozenset(),
+        mid: str = "m") -> Message:
+    return Message(user_id=user, login=login, text=text, roles=roles, message_id=mid)
+
+
+def replies(effects) -> list[str]:
+    return [e.text for e in effects if isinstance(e, Reply)]
+
+
+def test_plain_chat_and_unknown_commands_get_no_reply() -> None:
+    core = ChatCore(RULES)
+    assert core.handle(msg("hello there"), 0) == []
+    assert core.handle(msg("!nosuchcommand", user="2"), 0) == []
+    assert core.handle(msg("!", user="3"), 0) == []
+
+
+def test_help_and_stats_reply_to_the_message() -> None:
+    core = ChatCore(RULES, stats=lambda: {"game": "crafter", "env_steps": 12345, "updates": 67, "episodes": 8,
+                                          "mean_score": 2.345, "uptime": "01:02:03"})
+    (help_reply,) = core.handle(msg("!help", mid="abc"), 0)
+    assert help_reply.reply_to == "abc" and "!vote" in help_reply.text and "!poll" not in help_reply.text
+    assert "!poll" in core.handle(msg("!HELP", user="mod", roles=frozenset({"moderator"})), 0)[0].text
+    (stats,) = core.handle(msg("!stats", user="2"), 0)
+    assert stats.text == "crafter · env step 12,345 · 67 updates · 8 episodes · mean score 2.35 (last 100) · " \
+                         "uptime 01:02:03"
+
+
+def test_a_viewer_is_held_to_one_command_per_cooldown() -> None:
+    core = ChatCore(RULES)
+    assert core.handle(msg("!help"), 0.0)
+    assert core.handle(msg("!help"), 1.9) == []  # dropped silently
+    assert core.handle(msg("!help"), 2.0)
+    assert core.dropped == 1
+
+
+def test_a_raid_cannot_exceed_the_global_command_rate_or_the_reply_budget() -> None:
+    core = ChatCore(RULES)
+    answered = [core.handle(msg("!help", user=str(i)), 0.5) for i in range(100)]
+    assert sum(bool(a) for a in answered) == 15  # 20 admitted in that second, 15 replies in 30 s
+    later = [core.handle(msg("!help", user=f"x{i}"), 10.0) for i in range(5)]
+    assert not any(later)  # the reply budget is spent until 30 s after the first replies
+    assert core.handle(msg("!help", user="y"), 30.6)
+
+
+def test_dream_steers_once_per_cooldown_and_shows_a_canonical_line() -> None:
+    core = ChatCore(RULES)
+    effects = core.handle(msg("!dream please show me \u202eevil", login="Bob\u200b!"), 0)
+    assert effects == [Show("bob", "!dream"), Steer("dream", "asked by bob")]
+    assert core.handle(msg("!dream", user="2"), 5) == []
+    assert Steer("dream", "asked by alice") in core.handle(msg("!dream", user="2"), 16)
+
+
+def test_poll_needs_a_moderator_and_counts_one_vote_per_viewer() -> None:
+    core = ChatCore(RULES)
+    assert core.handle(msg("!poll next? | a | b"), 0) == []  # viewers cannot start polls
+    mod = msg("!poll 20 Next opponent? | stockfish | greedy | random", user="mod", roles=frozenset({"moderator"}))
+    assert replies(core.handle(mod, 0)) == [
+        "poll: Next opponent? 1 = stockfish, 2 = greedy, 3 = random (!vote N, 20 s)"]
+    assert core.handle(msg("!vote 2", user="a", login="ann"), 1) == [Show("ann", "!vote 2 (greedy)")]
+    assert core.handle(msg("!vote stockfish", user="b"), 1) == [Show("alice", "!vote 1 (stockfish)")]
+    assert core.handle(msg("!vote 1", user="a", login="ann"), 5) == [Show("ann", "!vote 1 (stockfish)")]  # changed
+    assert replies(core.handle(msg("!vote 9", user="c"), 5)) == [
+        "vote with a number: 1 = stockfish, 2 = greedy, 3 = random"]
+    view = core.poll_view(10)
+    assert view.question == "Next opponent?" and view.seconds_left == 10
+    assert view.votes == {"1. stockfish": 2, "2. greedy": 0, "3. random": 0}
+    assert core.tick(19) == []
+    assert replies(core.tick(20)) == ["poll closed: Next opponent? stockfish (2 of 2)"]
+    assert core.poll_view(21).seconds_left == 0  # the result stays visible a while
+    assert replies(core.handle(msg("!vote 1", user="d"), 22)) == ["no poll is running"]
+    core.tick(20 + RULES.show_closed_poll_s)
+    assert core.poll_view(40) is None
+
+
+def test_bad_poll_commands_get_the_usage() -> None:
+    core = ChatCore(RULES)
+    op = frozenset({"operator"})
+    assert "usage" in replies(core.handle(msg("!poll only a question", roles=op), 0))[0]
+    assert "usage" in replies(core.handle(msg("!poll q | one", user="2", roles=op), 0))[0]
+    assert core.poll is None
+
+
+def test_reset_vote_passes_with_enough_yes_votes_and_then_cools_down() -> None:
+    core = ChatCore(RULES)
+    start = core.handle(msg("!reset", user="a", login="ann"), 0)
+    assert Show("ann", "!reset") in start and "ann wants to restart the game" in replies(start)[0]
+    core.handle(msg("!reset", user="b", login="bea"), 1)  # asking again is a yes vote
+    core.handle(msg("!vote 2", user="c"), 1)
+    effects = core.tick(RULES.reset_poll_s)
+    assert Steer("reset_episode", "chat vote 2 of 3") in effects
+    core.tick(RULES.reset_poll_s + RULES.show_closed_poll_s)
+    assert "again in" in replies(core.handle(msg("!reset", user="d"), 100))[0]
+
+
+def test_reset_vote_fails_without_the_minimum_or_on_a_tie() -> None:
+    core = ChatCore(RULES)
+    core.handle(msg("!reset", user="a"), 0)
+    effects = core.tick(RULES.reset_poll_s)
+    assert not any(isinstance(e, Steer) for e in effects)
+    assert replies(effects) == ["poll closed: Restart the game? yes, but 2 votes are needed"]
+    core = ChatCore(RULES)
+    core.handle(msg("!reset", user="a"), 0)
+    core.handle(msg("!vote 2", user="b"), 1)
+    effects = core.tick(RULES.reset_poll_s)
+    assert replies(effects) == ["poll closed: Restart the game? a tie"]
+    assert not any(isinstance(e, Steer) for e in effects)
+
+
+def test_memory_for_viewers_is_bounded() -> None:
+    core = ChatCore(ChatRules(commands_per_s=10**9, replies_per_30s=10**9))
+    for i in range(MAX_USERS + 10):
+        core.handle(msg("!stats", user=str(i)), float(i))
+    assert len(core._last_command) == MAX_USERS
+
+
+def test_text_cleaning_drops_invisible_and_control_characters() -> None:
+    assert clean_text("  !vote\u200b  1\x00\n\u202e ", 50) == "!vote 1"
+    assert clean_text("ｆｕｌｌｗｉｄｔｈ", 50) == "fullwidth"  # NFKC
+    assert clean_text("x" * 10_000, 500) == "x" * 500
+    assert clean_login("Ann-Marie\u200b<script>") == "annmariescript" and clean_login("\u202e") == "viewer"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=600), st.text(max_size=40), st.frozensets(st.sampled_from(
+    ["broadcaster", "moderator", "vip", "operator", "x"])), st.floats(0, 1e6, allow_nan=False))
+def test_no_message_can_crash_the_core_or_put_raw_text_on_the_overlay(text, login, roles, now) -> None:
+    core = ChatCore(RULES)
+    core.handle(msg("!poll q | yes | no", roles=frozenset({"operator"})), now)
+    for effects in (core.handle(Message(user_id="v", login=login, text=text, roles=roles), now),
+                    core.handle(Message(user_id="w", login=login, text="!" + text, roles=roles), now + 3),
+                    core.tick(now + 1e5)):
+        for effect in effects:
+            assert isinstance(effect, Reply | Show | Steer)
+            if isinstance(effect, Show):
+                assert effect.user == clean_login(login)
+                assert effect.text in ("!dream", "!reset") or effect.text.startswith("!vote ")
+            if isinstance(effect, Reply):
+                assert len(effect.text) <= 500 and "\u202e" not in effect.text
+
+
+def test_hub_serialises_transports_and_announces_to_the_others() -> None:
+    said, steered = [], []
+    clock = {"now": 0.0}
+    hub = ChatHub(ChatCore(RULES), on_steer=steered.append, clock=lambda: clock["now"])
+    hub.add_announcer("twitch", said.append)
+    out = hub.submit(msg("!poll 10 Which? | a | b", user="op", login="operator", roles=frozenset({"operator"})),
+                     "local")
+    assert [r.text for r in out] == ["poll: Which? 1 = a, 2 = b (!vote N, 10 s)"]
+    assert said == ["poll: Which? 1 = a, 2 = b (!vote N, 10 s)"]  # the poll opened on the dashboard reaches Twitch
+    threads = [threading.Thread(target=hub.submit, args=(msg("!vote 1", user=str(i)), "twitch")) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert hub.poll().votes["1. a"] == 19  # the global rate admitted 20 commands in that second (with !poll)
+    clock["now"] = 10
+    hub.tick()
+    assert said[-1] == "poll closed: Which? a (19 of 19)"
+    assert hub.history(after=0)[0]["text"].startswith("!poll") and hub.errors == 0
+
+
+def test_hub_survives_a_failing_steer_and_a_failing_transport(caplog) -> None:
+    def boom(_):
+        raise RuntimeError("boom")
+
+    hub = ChatHub(ChatCore(RULES), on_steer=boom)
+    hub.add_announcer("twitch", boom)
+    assert hub.submit(msg("!dream"), "local") == []
+    hub.submit(msg("!poll 10 q | a | b", user="op", roles=frozenset({"operator"})), "local")
+    assert hub.errors == 2 and "steering dream failed" in caplog.text and "announcing to twitch failed" in caplog.text
+    assert hub.lines() == [Show("alice", "!dream")]
