@@ -17,7 +17,7 @@ from typing import Any
 import chess
 import numpy as np
 
-from overlays import Curve, Dream, OverlayConfig, OverlayState, Result
+from overlays import ChatLine, Curve, Dream, OverlayConfig, OverlayState, Poll, Result
 
 __all__ = ["FrameFeed", "move_arrow"]
 
@@ -137,10 +137,11 @@ class FrameFeed:
 
     # -- the frame's data ---------------------------------------------------------------------------------
 
-    def state(self, hud: Mapping[str, object], *, action: str = "", notice: str = "") -> OverlayState:
+    def state(self, hud: Mapping[str, object], *, action: str = "", notice: str = "",
+              chat: tuple[ChatLine, ...] = (), poll: Poll | None = None) -> OverlayState:
         with self._lock:
             curves = tuple(self._series[label].curve for label in CURVES)
             results = tuple(self._results)
         return OverlayState(run_name=self.run_name, game=self.game, opponent=self.opponent, hud=dict(hud),
                             notice=notice, action=action, arrow=self.arrow, dream=self._dream, curves=curves,
-                            results=results)
+                            results=results, chat=chat, poll=poll)

@@ -23,6 +23,7 @@ import numpy as np
 import envs
 from app import __version__
 from app.broadcast_state import FrameFeed
+from app.chat import ChatCore, ChatHub, Steer
 from app.config import Config
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
@@ -33,7 +34,7 @@ from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
 from app.supervisor import Supervisor
 from app.training import Training
-from overlays import Layout, compose, fallback_frame
+from overlays import ChatLine, Layout, Poll, compose, fallback_frame
 from stream import Broadcaster, LocalRtmpServer, check_ffmpeg, output_for, prune_recordings
 
 __all__ = ["Counters", "Runner"]
@@ -109,6 +110,11 @@ class Runner:
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
+        self.chat: ChatHub | None = None
+        if mode == "run" and ((cfg.chat.local and self._with_dashboard) or cfg.chat.twitch):
+            self.chat = ChatHub(ChatCore(cfg.chat.rules(), stats=self._chat_stats), on_steer=self._steer)
+        self._dream_now = threading.Event()
+        self._reset_episode = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class Runner:
             self.stop_reason = reason
             log.info("stopping: %s", reason)
             self.stop_event.set()
+            self._dream_now.set()  # the dream loop waits on it
 
     def run(self, on_tick=None) -> int:
         """Start every component, wait until a stop is requested, shut down cleanly; return 0.
@@ -137,6 +144,8 @@ class Runner:
                 self.supervisor.add("learner", lambda stop: self.training.learn(stop, self._on_train_metrics))
                 if self._with_stream:
                     self.supervisor.add("dreamer", self._dream_loop)
+            if self.chat is not None:
+                self.supervisor.add("chat", self.chat.run)
             self.supervisor.start()
             scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler, save_state=self.save_state,
                                                      report_status=self.report_status, checkpoint=self.checkpoint,
@@ -202,7 +211,8 @@ class Runner:
         if self._with_dashboard:
             services = DashboardServices(status=self.status, frame_jpeg=self.frame_jpeg, sessions=self.sessions,
                                          run_id=self.run_id,
-                                         hls_dir=self.rundir.hls_dir if cfg.stream.enabled and cfg.stream.hls else None)
+                                         hls_dir=self.rundir.hls_dir if cfg.stream.enabled and cfg.stream.hls else None,
+                                         chat=self.chat if cfg.chat.local else None)
             self.dashboard = DashboardServer(create_app(cfg.dashboard, services), cfg.dashboard.host,
                                              cfg.dashboard.port)
             atomic_write_text(self.rundir.dashboard_url_path, self.dashboard.url + "\n")
@@ -263,7 +273,11 @@ class Runner:
                     self.live.frame_at = time.monotonic()
                     self.live.last_action = names[int(action)] if names else str(action)
                     self.live.episode_score, self.live.episode_length = score, length
-                if terminated or truncated:
+                reset = self._reset_episode.is_set() and not (terminated or truncated)
+                if reset:  # a chat vote ended the game: a truncation, as a time limit would be
+                    self._reset_episode.clear()
+                    info = {"episode": {"length": length, "return": score, "result": "reset", "reset_by": "chat"}}
+                if terminated or truncated or reset:
                     training.record(obs, None, reward, is_first=False, is_last=True, is_terminal=terminated)
                     self._episode_done(step, info["episode"])
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
@@ -291,9 +305,39 @@ class Runner:
         self.feed.on_train_metrics(step, metrics)
 
     def _dream_loop(self, stop: threading.Event) -> None:
-        """Refresh the dream vs reality strips every few seconds (slow jitted calls: never in the compositor)."""
-        while not stop.wait(self.cfg.overlay.dream_interval_s):
-            self.feed.refresh_dream(self.training.agent)
+        """Refresh the dream vs reality strips every few seconds, or at once when chat asks (`!dream`); slow
+        jitted calls, so never in the compositor."""
+        while not stop.is_set():
+            self._dream_now.wait(self.cfg.overlay.dream_interval_s)
+            self._dream_now.clear()
+            if not stop.is_set():
+                self.feed.refresh_dream(self.training.agent)
+
+    # -- chat ---------------------------------------------------------------------------------------------
+
+    def _steer(self, steer: Steer) -> None:
+        """Carry out what chat decided (called by the chat hub)."""
+        if steer.action == "dream":
+            self._dream_now.set()
+        elif steer.action == "reset_episode":
+            self._reset_episode.set()
+            self._record_event("chat_reset", steer.reason)
+        else:
+            log.warning("chat asked for an unknown action %r", steer.action)
+
+    def _chat_stats(self) -> dict[str, Any]:
+        with self._lock:
+            c, recent = self.counters, list(self.live.recent_scores)
+            return {"game": self.cfg.env.id, "env_steps": c.env_step, "updates": c.updates, "episodes": c.episodes,
+                    "mean_score": float(np.mean(recent)) if recent else None,
+                    "uptime": _duration(time.monotonic() - self._started_at)}
+
+    def _chat_panels(self) -> tuple[tuple[ChatLine, ...], Poll | None]:
+        if self.chat is None:
+            return (), None
+        view = self.chat.poll()
+        poll = None if view is None else Poll(question=view.question, votes=view.votes, seconds_left=view.seconds_left)
+        return tuple(ChatLine(user=line.user, text=line.text) for line in self.chat.lines()), poll
 
     def checkpoint(self) -> None:
         """Save the agent, ranked by the mean score of the last 100 episodes (a scheduler job)."""
@@ -343,7 +387,8 @@ class Runner:
             notice = "agent restarting - be right back"
         if not notice and self.broadcaster is not None and self.broadcaster.health()["state"] == "reconnecting":
             notice = "stream reconnecting"
-        return self.feed.state(hud, action=action, notice=notice)
+        chat, poll = self._chat_panels()
+        return self.feed.state(hud, action=action, notice=notice, chat=chat, poll=poll)
 
     def _compose_loop(self, stop: threading.Event) -> None:
         """Compose the broadcast frame at the stream's fps and offer it; never blocks on the encoder."""

@@ -63,6 +63,22 @@ class ChatConfig:
     """Twitch application client secret. Secret: from the environment only."""
     bot_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_TOKEN"})
     """OAuth user token of the bot account. Secret: from the environment only."""
+    user_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 2.0
+    """A viewer's commands closer together than this are ignored."""
+    commands_per_s: Annotated[float, Interval(gt=0, le=10_000)] = 20.0
+    """Commands acted on per second from all viewers together (a raid cannot flood the app)."""
+    replies_per_30s: Annotated[int, Interval(ge=0, le=100)] = 15
+    """Bot replies per 30 s (Twitch allows a bot 20 per 30 s in a channel where it is not a moderator)."""
+    dream_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 15.0
+    """Seconds between two dream refreshes asked for with !dream."""
+    poll_s: Annotated[float, Interval(ge=10, le=3600)] = 60.0
+    """Default length of a moderator's !poll."""
+    reset_poll_s: Annotated[float, Interval(ge=5, le=600)] = 30.0
+    """Length of the vote that !reset starts."""
+    reset_min_votes: Annotated[int, Interval(ge=1, le=100_000)] = 3
+    """Yes votes needed (and a majority) before a chat vote restarts the game."""
+    reset_cooldown_s: Annotated[float, Interval(ge=0, le=86_400)] = 300.0
+    """Seconds before chat can start another reset vote."""
 
     def __post_init__(self) -> None:
         if self.twitch:
@@ -71,6 +87,15 @@ class ChatConfig:
                                                 ("TWITCH_BOT_TOKEN", self.bot_token)) if not value]
             if missing:
                 raise ValueError(f"chat.twitch = true needs {', '.join(missing)}")
+
+    def rules(self):
+        """The chat core's rules from these settings."""
+        from app.chat.core import ChatRules
+
+        return ChatRules(user_cooldown_s=self.user_cooldown_s, commands_per_s=self.commands_per_s,
+                         replies_per_30s=self.replies_per_30s, dream_cooldown_s=self.dream_cooldown_s,
+                         poll_s=self.poll_s, reset_poll_s=self.reset_poll_s, reset_min_votes=self.reset_min_votes,
+                         reset_cooldown_s=self.reset_cooldown_s)
 
 
 @dataclass(frozen=True, kw_only=True)

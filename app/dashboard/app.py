@@ -1,7 +1,8 @@
 """FastAPI app of the dashboard: one router per area, no module-level app or hidden state.
 
-Read-only for now: status page, JSON status, recent episodes and events, and a preview of the broadcast
-frame. Operator controls join with the dashboard issue.
+Status page, JSON status, recent episodes and events, a preview of the broadcast frame, and the local chat
+box (the operator chats and runs polls with the same commands as viewers). Operator controls join with the
+dashboard issue.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
+from app.chat import ChatHub, Message
 from app.settings import DashboardConfig
 from app.storage import recent_episodes, recent_events
 
@@ -41,6 +44,12 @@ class DashboardServices:
     run_id: int | None = None
     hls_dir: Path | None = None
     """Folder of the live HLS playlist (index.m3u8) the preview plays, when the stream writes one."""
+    chat: ChatHub | None = None
+    """The chat hub, when the local chat box is on."""
+
+
+class ChatPost(BaseModel):
+    text: str = Field(min_length=1, max_length=500)
 
 
 def _auth(token: str) -> Callable[[Request], None]:
@@ -122,6 +131,8 @@ def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
 
     app.include_router(_pages_router(templates, cfg), dependencies=auth)
     app.include_router(_status_router(services), dependencies=auth)
+    if services.chat is not None:
+        app.include_router(_chat_router(services.chat), dependencies=auth)
     if services.hls_dir is not None:
         app.include_router(_hls_router(services.hls_dir), dependencies=auth)
     return app
@@ -139,5 +150,31 @@ def _hls_router(directory: Path) -> APIRouter:
             raise HTTPException(status_code=404, detail="no such HLS file")
         return Response(content=path.read_bytes(), media_type=media[path.suffix],
                         headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+def _chat_router(hub: ChatHub) -> APIRouter:
+    """The local chat box: read the chat log and the poll; post as the operator (a moderator in chat)."""
+    router = APIRouter(prefix="/api")
+
+    @router.get("/chat")
+    def chat(after: int = 0) -> dict[str, Any]:
+        poll = hub.poll()
+        return {"lines": hub.history(after),
+                "poll": None if poll is None else {"question": poll.question, "votes": poll.votes,
+                                                   "seconds_left": round(poll.seconds_left, 1)}}
+
+    @router.post("/chat")
+    def post(body: ChatPost, request: Request) -> dict[str, Any]:
+        # A JSON body cannot come from another site's plain form, and a browser sends Origin with a fetch:
+        # together they keep a foreign page from chatting as the operator (CSRF).
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise HTTPException(status_code=415, detail="send JSON: {\"text\": \"...\"}")
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail="cross-site chat posts are refused")
+        message = Message(user_id="operator", login="operator", text=body.text, roles=frozenset({"operator"}))
+        return {"replies": [r.text for r in hub.submit(message, "local")]}
 
     return router

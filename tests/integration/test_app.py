@@ -40,7 +40,7 @@ def test_status_page_answers(live) -> None:
     assert status["agent"] == "DreamerV3"
     assert {name: c["state"] for name, c in status["components"].items()} == {
         "actor": "running", "compositor": "running", "dashboard": "running", "learner": "running",
-        "dreamer": "running"}
+        "dreamer": "running", "chat": "running"}
     assert status["training"]["compile_s"] > 0 and status["training"]["learner"] in (
         "waiting for data", "waiting for env steps", "training")
 
@@ -107,7 +107,7 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             page.wait_for_function(
                 f"() => parseInt(document.querySelector('#counters td[data-key=\"env_steps\"]')"
                 f".textContent.replace(/,/g, '')) > {first}", timeout=60_000)
-            assert page.locator("#components").inner_text().count("running") == 5  # + the dreamer
+            assert page.locator("#components").inner_text().count("running") == 6  # + the dreamer and chat
             # The preview plays the encoded HLS stream itself: the video advances.
             page.wait_for_function("() => { const v = document.getElementById('stream-video');"
                                    " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }", timeout=120_000)
@@ -115,6 +115,43 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             page.screenshot(path=str(tmp_path / "dashboard.png"))
         finally:
             browser.close()
+
+
+def poll_panel(app: AppProcess):
+    """The broadcast frame's poll panel (1280x720 layout), as pixels."""
+    import cv2
+    import numpy as np
+
+    frame = cv2.imdecode(np.frombuffer(app.get("/api/frame.jpg"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return frame[180:424, 1008:1264].astype(np.float32)
+
+
+def test_local_chat_box_runs_a_poll_on_the_broadcast(live) -> None:
+    from playwright.sync_api import sync_playwright
+
+    before = poll_panel(live)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(live.url())
+            box = page.get_by_label("chat message")
+            box.fill("!poll 120 Which game next? | chess | crafter")
+            box.press("Enter")
+            log = page.get_by_test_id("chat-log")
+            log.filter(has_text="poll: Which game next? 1 = chess, 2 = crafter (!vote N, 120 s)").wait_for()
+            page.get_by_test_id("poll").filter(has_text="Which game next? 1. chess: 0").wait_for()
+            page.wait_for_timeout(2100)  # the operator's own command cooldown
+            box.fill("!vote 2")
+            box.press("Enter")
+            page.get_by_test_id("poll").filter(has_text="2. crafter: 1").wait_for()
+            page.wait_for_timeout(2100)
+            box.fill("!dream")
+            box.press("Enter")
+            log.filter(has_text="→ dream (asked by operator)").wait_for()
+        finally:
+            browser.close()
+    wait_for(lambda: abs(poll_panel(live) - before).mean() > 2, "the poll to appear on the broadcast frame")
 
 
 def test_sigterm_shuts_down_cleanly_and_a_second_run_resumes(live, tmp_path) -> None:

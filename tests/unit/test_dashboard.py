@@ -58,3 +58,33 @@ def test_loopback_dashboard_refuses_foreign_host_names(services) -> None:
     # Bound beyond loopback, the token guards it and any name (a LAN address, a proxy's) is accepted.
     shared = TestClient(create_app(DashboardConfig(host="0.0.0.0", token="t"), svc), base_url="http://10.0.0.5:8080")
     assert shared.get("/api/status", headers={"Authorization": "Bearer t"}).status_code == 200
+
+
+def test_local_chat_box_posts_as_the_operator_and_refuses_cross_site_posts(services) -> None:
+    from dataclasses import replace
+
+    from app.chat import ChatCore, ChatHub, ChatRules
+
+    svc, _ = services
+    steered = []
+    hub = ChatHub(ChatCore(ChatRules(user_cooldown_s=0)), on_steer=steered.append)
+    client = TestClient(create_app(DashboardConfig(), replace(svc, chat=hub)), base_url="http://127.0.0.1")
+    without = TestClient(create_app(DashboardConfig(), svc), base_url="http://127.0.0.1")
+    assert without.get("/api/chat").status_code == 404
+    got = client.post("/api/chat", json={"text": "!poll 30 Next game? | chess | crafter"})
+    assert got.status_code == 200
+    assert got.json() == {"replies": ["poll: Next game? 1 = chess, 2 = crafter (!vote N, 30 s)"]}
+    assert client.post("/api/chat", json={"text": "!dream"}).json() == {"replies": []}
+    assert [s.action for s in steered] == ["dream"]
+    chat = client.get("/api/chat").json()
+    assert [(line["kind"], line["user"]) for line in chat["lines"]] == [
+        ("message", "operator"), ("reply", "bot"), ("message", "operator"), ("steer", "")]
+    assert chat["poll"]["question"] == "Next game?" and chat["poll"]["votes"] == {"1. chess": 0, "2. crafter": 0}
+    assert client.get("/api/chat", params={"after": chat["lines"][-1]["id"]}).json()["lines"] == []
+    # What another site's page could send: a plain form post, or a fetch that carries its Origin.
+    form = client.post("/api/chat", content=b'{"text": "!endpoll"}', headers={"content-type": "text/plain"})
+    foreign = client.post("/api/chat", json={"text": "!endpoll"}, headers={"origin": "http://evil.example"})
+    assert form.status_code in (415, 422) and foreign.status_code == 403
+    assert client.post("/api/chat", json={"text": ""}).status_code == 422
+    assert client.post("/api/chat", json={"text": "x" * 501}).status_code == 422
+    assert hub.poll().seconds_left > 0  # neither refused post ended the poll
