@@ -24,6 +24,7 @@ import envs
 from app import __version__
 from app.broadcast_state import FrameFeed
 from app.chat import ChatCore, ChatHub, Steer
+from app.chat.twitch import TwitchChat
 from app.config import Config
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
@@ -111,8 +112,11 @@ class Runner:
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
         self.chat: ChatHub | None = None
+        self.twitch: TwitchChat | None = None
         if mode == "run" and ((cfg.chat.local and self._with_dashboard) or cfg.chat.twitch):
             self.chat = ChatHub(ChatCore(cfg.chat.rules(), stats=self._chat_stats), on_steer=self._steer)
+            if cfg.chat.twitch:
+                self.twitch = TwitchChat(cfg.chat, self.chat)
         self._dream_now = threading.Event()
         self._reset_episode = threading.Event()
 
@@ -146,6 +150,8 @@ class Runner:
                     self.supervisor.add("dreamer", self._dream_loop)
             if self.chat is not None:
                 self.supervisor.add("chat", self.chat.run)
+            if self.twitch is not None:
+                self.supervisor.add("twitch_chat", self.twitch.run, backoff_max_s=120.0)
             self.supervisor.start()
             scheduler = build_scheduler(declare_jobs(self.cfg.run, self.cfg.scheduler, save_state=self.save_state,
                                                      report_status=self.report_status, checkpoint=self.checkpoint,
@@ -332,6 +338,14 @@ class Runner:
                     "mean_score": float(np.mean(recent)) if recent else None,
                     "uptime": _duration(time.monotonic() - self._started_at)}
 
+    def _chat_status(self) -> dict[str, Any]:
+        if self.chat is None:
+            return {}
+        status = {"local": self.cfg.chat.local, "dropped": self.chat.core.dropped, "errors": self.chat.errors}
+        if self.twitch is not None:
+            status["twitch"] = self.twitch.stats()
+        return status
+
     def _chat_panels(self) -> tuple[tuple[ChatLine, ...], Poll | None]:
         if self.chat is None:
             return (), None
@@ -442,6 +456,7 @@ class Runner:
             "stream": self.broadcaster.health() if self.broadcaster is not None else {},
             "training": self.training.status() if self.training is not None else {},
             "obs": self.obs.stats if self.obs is not None else {},
+            "chat": self._chat_status(),
             "notice": self.notice,
             "hls_preview": bool(self.broadcaster is not None and self.cfg.stream.hls
                                 and (self.rundir.hls_dir / "index.m3u8").exists()),

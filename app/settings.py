@@ -63,6 +63,8 @@ class ChatConfig:
     """Twitch application client secret. Secret: from the environment only."""
     bot_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_TOKEN"})
     """OAuth user token of the bot account. Secret: from the environment only."""
+    bot_refresh_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_REFRESH_TOKEN"})
+    """Refresh token of the bot's user token, so twitchio can renew it (optional). Secret: environment only."""
     user_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 2.0
     """A viewer's commands closer together than this are ignored."""
     commands_per_s: Annotated[float, Interval(gt=0, le=10_000)] = 20.0

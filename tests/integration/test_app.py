@@ -231,3 +231,35 @@ def test_stream_key_never_reaches_the_run_dir_or_output(app_factory, tmp_path) -
     leaks = [str(p) for p in logdir.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert leaks == [] and key not in app.output and key not in page
     assert "rtmp://127.0.0.1:9/app/***" in (logdir / "logs" / "dreamstream.log").read_text()
+
+
+def post_chat(app: AppProcess, text: str) -> list[str]:
+    import urllib.request
+
+    request = urllib.request.Request(app.url() + "api/chat", data=json.dumps({"text": text}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())["replies"]
+
+
+def test_a_passed_chat_reset_vote_ends_the_episode(app_factory, tmp_path) -> None:
+    logdir = tmp_path / "run"
+    app = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0", "--stream.enabled", "false",
+                       "--chat.reset_min_votes", "1", "--chat.reset_poll_s", "5"], logdir)
+    wait_for(lambda: app.status()["counters"]["env_steps"] > 0, "the agent to act")
+    assert app.status()["components"]["chat"]["state"] == "running"
+    (announced,) = post_chat(app, "!reset")
+    assert announced.startswith("operator wants to restart the game: !vote 1 for yes")
+    lines = wait_for(lambda: [line["text"] for line in json.loads(app.get("api/chat"))["lines"]
+                              if line["kind"] == "steer"], "the reset vote to pass")
+    assert lines == ["reset_episode (chat vote 1 of 1)"]
+    replies = [line["text"] for line in json.loads(app.get("api/chat"))["lines"] if line["kind"] == "reply"]
+    assert replies == [announced, "poll closed: Restart the game? yes (1 of 1)"]
+    episode = wait_for(lambda: [e for e in json.loads(app.get("api/episodes")) if e["result"] == "reset"],
+                       "the episode to end")[0]
+    assert episode["details"]["reset_by"] == "chat"
+    events = json.loads(app.get("api/events?limit=50"))
+    assert any(e["kind"] == "chat_reset" and e["message"] == "chat vote 1 of 1" for e in events)
+    time.sleep(2.1)  # the operator's command cooldown
+    assert post_chat(app, "!reset")[0].startswith("the game can be reset by vote again in")
+    assert app.stop() == 0

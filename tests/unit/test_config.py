@@ -139,6 +139,7 @@ def test_every_secret_names_its_environment_variable() -> None:
         "stream.stream_key": "TWITCH_STREAM_KEY",
         "chat.client_secret": "TWITCH_CLIENT_SECRET",
         "chat.bot_token": "TWITCH_BOT_TOKEN",
+        "chat.bot_refresh_token": "TWITCH_BOT_REFRESH_TOKEN",
         "dashboard.token": "DREAMSTREAM_DASHBOARD_TOKEN",
         "obs.password": "OBS_WEBSOCKET_PASSWORD",
         "obs.stream_key": "TWITCH_STREAM_KEY",

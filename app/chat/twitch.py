@@ -1,0 +1,133 @@
+"""The Twitch transport: a twitchio 3 client (EventSub WebSocket in, Helix out) feeding the chat hub.
+
+It runs as a supervised component with its own event loop: a failed login, a dropped socket or a Twitch
+outage ends `run` with an error and the supervisor restarts it with backoff, while training and the
+stream go on. Every message goes through `ChatHub.submit`, which never raises; replies are sent as the
+bot, threaded to the viewer's message. Secrets (client secret, bot token) come from the environment and
+are never logged; tokens are neither read from nor written to `.tio.tokens.json`.
+
+Bot account set-up (once): register an application at dev.twitch.tv (client id and secret), and make a
+user access token for the bot account with the scopes `user:read:chat user:write:chat user:bot`; the
+broadcaster makes the bot a moderator (or grants `channel:bot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from app.chat.core import Message
+from app.chat.hub import ChatHub
+from app.settings import ChatConfig
+
+__all__ = ["TwitchChat", "roles_of"]
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 10.0
+
+
+def roles_of(chatter: Any) -> frozenset[str]:
+    """The chat core's roles of a twitchio `Chatter` (from the message's badges)."""
+    return frozenset(role for role in ("broadcaster", "moderator", "vip", "subscriber")
+                     if getattr(chatter, role, False))
+
+
+class TwitchChat:
+    """Connects the hub to one Twitch channel's chat; `run(stop)` is the supervised component."""
+
+    def __init__(self, cfg: ChatConfig, hub: ChatHub) -> None:
+        self.cfg = cfg
+        self.hub = hub
+        self.connected = False
+        self.received = 0
+        self.sent = 0
+        self.send_errors = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected, "channel": self.cfg.channel, "received": self.received,
+                "sent": self.sent, "send_errors": self.send_errors}
+
+    def run(self, stop: threading.Event) -> None:
+        asyncio.run(self._main(stop))
+
+    async def _main(self, stop: threading.Event) -> None:
+        client = _client_class()(self)
+        self._client, self._loop = client, asyncio.get_running_loop()
+        task = asyncio.create_task(client.start(with_adapter=False, load_tokens=False, save_tokens=False))
+        self.hub.add_announcer("twitch", self.say)
+        try:
+            while not stop.is_set() and not task.done():
+                await asyncio.sleep(0.2)
+            if task.done():
+                task.result()  # a failed login or a closed client: raise to the supervisor
+                raise RuntimeError("the Twitch chat client stopped")
+        finally:
+            self.hub.remove_announcer("twitch")
+            self.connected = False
+            await client.close()
+            if not task.done():
+                task.cancel()
+
+    def say(self, text: str) -> None:
+        """Send an announcement from another thread (the hub's poll timer); never blocks it."""
+        loop, client = self._loop, self._client
+        if loop is None or client is None or not self.connected:
+            return
+        asyncio.run_coroutine_threadsafe(client.send(text, ""), loop)
+
+
+def _client_class():
+    """Build the twitchio client class on first use (twitchio is imported only when Twitch chat is on)."""
+    import twitchio
+    from twitchio import eventsub
+
+    class _Client(twitchio.Client):
+        def __init__(self, owner: TwitchChat) -> None:
+            super().__init__(client_id=owner.cfg.client_id, client_secret=owner.cfg.client_secret)
+            self.owner = owner
+            self.bot_user_id = ""
+            self.channel_id = ""
+
+        async def setup_hook(self) -> None:
+            cfg = self.owner.cfg
+            validated = await self.add_token(cfg.bot_token, cfg.bot_refresh_token)
+            self.bot_user_id = str(validated.user_id)
+            users = await self.fetch_users(logins=[cfg.channel.lower()])
+            if not users:
+                raise RuntimeError(f"chat.channel = {cfg.channel!r}: no such Twitch channel")
+            self.channel_id = str(users[0].id)
+            await self.subscribe_websocket(payload=eventsub.ChatMessageSubscription(
+                broadcaster_user_id=self.channel_id, user_id=self.bot_user_id))
+            self.owner.connected = True
+            log.info("Twitch chat: joined #%s as user %s", cfg.channel, self.bot_user_id)
+
+        async def event_message(self, payload: Any) -> None:
+            chatter = payload.chatter
+            if str(chatter.id) == self.bot_user_id or payload.source_broadcaster is not None:
+                return  # our own replies, and messages shared from another channel's chat
+            self.owner.received += 1
+            message = Message(user_id=str(chatter.id), login=chatter.name or "", text=payload.text or "",
+                              roles=roles_of(chatter), message_id=payload.id or "")
+            for reply in self.owner.hub.submit(message, "twitch"):
+                await self.send(reply.text, reply.reply_to)
+
+        async def send(self, text: str, reply_to: str) -> None:
+            try:
+                channel = self.create_partialuser(self.channel_id)
+                await asyncio.wait_for(channel.send_message(text[:500], self.bot_user_id, token_for=self.bot_user_id,
+                                                            reply_to_message_id=reply_to or None), SEND_TIMEOUT_S)
+                self.owner.sent += 1
+            except Exception as exc:  # a rejected or timed-out send loses one reply, never the bot
+                self.owner.send_errors += 1
+                log.warning("Twitch chat: a reply was not sent: %s: %s", type(exc).__name__, exc)
+
+        async def event_error(self, payload: Any) -> None:
+            log.error("Twitch chat: error in %s: %s: %s", getattr(payload.listener, "__qualname__", "a listener"),
+                      type(payload.error).__name__, payload.error)
+
+    return _Client
