@@ -95,14 +95,19 @@ def _client_class():
 
         async def setup_hook(self) -> None:
             cfg = self.owner.cfg
-            validated = await self.add_token(cfg.bot_token, cfg.bot_refresh_token)
+            try:
+                validated = await self.add_token(cfg.bot_token, cfg.bot_refresh_token)
+            except Exception as exc:  # its text may quote the token: only the type is told, never chained
+                raise RuntimeError(f"Twitch refused the bot token (TWITCH_BOT_TOKEN): {type(exc).__name__}; make a "
+                                   "user token for the bot with the scopes user:read:chat user:write:chat user:bot "
+                                   "for chat.client_id") from None
             self.bot_user_id = str(validated.user_id)
             users = await self.fetch_users(logins=[cfg.channel.lower()])
             if not users:
                 raise RuntimeError(f"chat.channel = {cfg.channel!r}: no such Twitch channel")
             self.channel_id = str(users[0].id)
             await self.subscribe_websocket(payload=eventsub.ChatMessageSubscription(
-                broadcaster_user_id=self.channel_id, user_id=self.bot_user_id))
+                broadcaster_user_id=self.channel_id, user_id=self.bot_user_id), token_for=self.bot_user_id)
             self.owner.connected = True
             log.info("Twitch chat: joined #%s as user %s", cfg.channel, self.bot_user_id)
 

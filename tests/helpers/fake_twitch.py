@@ -149,7 +149,7 @@ class FakeTwitch:
             if self._changed.wait_for(lambda: bool(self._chat_sessions_locked(None)), timeout_s):
                 return
             raise AssertionError(f"FakeTwitch: no {CHAT_MESSAGE} subscription on a connected websocket after "
-                                 f"{timeout_s:.0f}s.\n{self._describe_locked()}")
+                                 f"{timeout_s:g} s.\n{self._describe_locked()}")
 
     def wait_sent(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 60) -> dict[str, Any]:
         """Block until a body POSTed to /helix/chat/messages satisfies `predicate`; return it."""
@@ -165,7 +165,7 @@ class FakeTwitch:
         with self._changed:
             if self._changed.wait_for(check, timeout_s):
                 return found[0]
-            raise AssertionError(f"FakeTwitch: no matching chat message was sent within {timeout_s:.0f}s.\n"
+            raise AssertionError(f"FakeTwitch: no matching chat message was sent within {timeout_s:g} s.\n"
                                  f"{self._describe_locked()}")
 
     def send_chat(self, text: str, *, user_id: str = "3003", login: str = "viewer", badges: list[dict] | None = None,
@@ -324,7 +324,9 @@ class FakeTwitch:
         if grant == "refresh_token":
             refresh = str(params.get("refresh_token", ""))
             tail = refresh.rsplit("-", 1)[-1]
-            user_id = tail if tail.isdigit() else self.BOT_ID
+            if not refresh.startswith("refresh-") or not tail.isdigit():  # as Twitch: only tokens it issued
+                return web.json_response({"status": 400, "message": "Invalid refresh token"}, status=400)
+            user_id = tail
             return web.json_response({"access_token": f"user-{user_id}", "refresh_token": f"refresh-{user_id}",
                                       "expires_in": TOKEN_EXPIRES_S, "scope": BOT_SCOPES, "token_type": "bearer"})
         return web.json_response({"status": 400, "message": f"unsupported grant_type {grant!r}"}, status=400)
@@ -434,10 +436,13 @@ class FakeTwitch:
             return _error(400, f"missing broadcaster_id/sender_id in {body!r}")
         if owner and str(body["sender_id"]) != owner:
             return _error(401, f"sender_id {body['sender_id']!r} must match the token's user id {owner}")
+        resp = web.json_response({"data": [{"message_id": str(uuid.uuid4()), "is_sent": True, "drop_reason": None}]})
+        await resp.prepare(request)  # answer before recording, so a test that closes the client right after
+        await resp.write_eof()  # wait_sent() does not cut the reply off mid-flight
         with self._changed:
             self._sent.append(body)
             self._changed.notify_all()
-        return web.json_response({"data": [{"message_id": str(uuid.uuid4()), "is_sent": True, "drop_reason": None}]})
+        return resp
 
     async def _unknown(self, request: web.Request) -> web.Response:
         logger.warning("FakeTwitch: unhandled %s %s", request.method, request.path_qs)

@@ -1,0 +1,133 @@
+"""Twitch chat through the real twitchio 3 code paths against a local fake of Twitch (OAuth, Helix, EventSub
+WebSocket): commands in, threaded replies out, moderator polls, the reset vote, hostile input, a bad token."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.chat import ChatCore, ChatHub, ChatRules
+from app.chat.twitch import TwitchChat
+from app.settings import ChatConfig
+from tests.conftest import wait_for
+from tests.helpers.fake_twitch import FakeTwitch
+
+pytestmark = pytest.mark.integration
+
+MOD = [{"set_id": "moderator", "id": "1", "info": ""}]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    import twitchio.http
+
+    server = FakeTwitch().start()
+    server.patch(monkeypatch)
+    assert twitchio.http.Route.BASE.startswith("http://127.0.0.1:")  # nothing in this test can reach Twitch
+    yield server
+    server.stop()
+
+
+def config(token: str = FakeTwitch.BOT_TOKEN) -> ChatConfig:
+    return ChatConfig(twitch=True, channel=FakeTwitch.OWNER_LOGIN, client_id=FakeTwitch.CLIENT_ID,
+                      client_secret=FakeTwitch.CLIENT_SECRET, bot_token=token)
+
+
+class Bot:
+    """The app's chat side: a hub and the Twitch component in its own thread, as the supervisor runs it."""
+
+    def __init__(self, cfg: ChatConfig, rules: ChatRules) -> None:
+        self.steered: list = []
+        self.hub = ChatHub(ChatCore(rules, stats=lambda: {"game": "crafter", "env_steps": 42}),
+                           on_steer=self.steered.append)
+        self.twitch = TwitchChat(cfg, self.hub)
+        self.stop = threading.Event()
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.twitch.run(self.stop)
+        except BaseException as exc:
+            self.error.append(exc)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def bot(fake):
+    b = Bot(config(), ChatRules(user_cooldown_s=0, reset_min_votes=2, reset_poll_s=5, poll_s=10))
+    fake.wait_subscribed()
+    wait_for(lambda: b.twitch.connected, "the bot to join the channel")
+    yield b
+    b.close()
+
+
+def test_a_command_gets_a_threaded_reply_from_the_bot(fake, bot) -> None:
+    assert bot.twitch.connected
+    mid = fake.send_chat("!stats")
+    sent = fake.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)
+    assert sent["message"] == "crafter · env step 42"
+    assert sent["broadcaster_id"] == FakeTwitch.OWNER_ID and sent["sender_id"] == FakeTwitch.BOT_ID
+    fake.send_chat("hello everyone")  # plain chat: no reply
+    fake.send_chat("!stats", user_id=FakeTwitch.BOT_ID, login=FakeTwitch.BOT_LOGIN)  # the bot's own message
+    last = fake.send_chat("!help")
+    fake.wait_sent(lambda body: body.get("reply_parent_message_id") == last)
+    assert len(fake.sent) == 2 and bot.twitch.stats()["received"] == 3
+
+
+def test_a_moderator_poll_is_voted_in_and_announced_when_it_closes(fake, bot) -> None:
+    fake.send_chat("!poll 10 next game? | chess | crafter", user_id="7", login="moddy", badges=MOD)
+    fake.wait_sent(lambda body: body["message"] == "poll: next game? 1 = chess, 2 = crafter (!vote N, 10 s)")
+    fake.send_chat("!poll 10 not a mod | a | b", user_id="8")  # a viewer's poll is ignored
+    for user in ("10", "11", "12"):
+        fake.send_chat("!vote 2", user_id=user, login=f"v{user}")
+    fake.send_chat("!vote chess", user_id="13")
+    wait_for(lambda: (p := bot.hub.poll()) and sum(p.votes.values()) == 4, "the four votes")
+    bot.hub.tick()  # as the chat component does twice a second
+    assert bot.hub.poll().votes == {"1. chess": 1, "2. crafter": 3}
+    deadline = time.monotonic() + 30
+    while not any(b["message"].startswith("poll closed") for b in fake.sent) and time.monotonic() < deadline:
+        bot.hub.tick()
+        time.sleep(0.2)
+    closed = fake.wait_sent(lambda body: body["message"].startswith("poll closed"))
+    assert closed["message"] == "poll closed: next game? crafter (3 of 4)" and "reply_parent_message_id" not in {
+        k for k, v in closed.items() if v}
+    assert [line.text for line in bot.hub.lines()][-4:] == ["!vote 2 (crafter)"] * 3 + ["!vote 1 (chess)"]
+
+
+def test_a_reset_vote_from_twitch_steers_the_app(fake, bot) -> None:
+    fake.send_chat("!reset", user_id="21", login="ann")
+    fake.wait_sent(lambda body: body["message"].startswith("ann wants to restart the game"))
+    fake.send_chat("!vote 1", user_id="22", login="bea")
+    wait_for(lambda: bot.hub.poll() and bot.hub.poll().votes["1. yes"] == 2, "the second yes vote")
+    wait_for(lambda: bot.hub.tick() or bot.steered, "the vote to pass", timeout_s=60)
+    assert [(s.action, s.reason) for s in bot.steered] == [("reset_episode", "chat vote 2 of 2")]
+
+
+def test_hostile_messages_never_stop_the_bot(fake, bot) -> None:
+    fake.send_raw("{this is not json")
+    fake.send_chat("!" + "\u202e\u200b" * 300 + "dream" + "x" * 5000, user_id="31", login="Evil\u202eName")
+    fake.send_chat("!poll 5 " + "|" * 400, user_id="32", badges=MOD)
+    fake.send_chat("!vote " + "9" * 400, user_id="33")
+    fake.send_chat("\x00\x01\x02!help", user_id="34")
+    mid = fake.send_chat("!help", user_id="35")
+    fake.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)
+    assert bot.thread.is_alive() and bot.hub.errors == 0 and not bot.error
+    assert all(len(body["message"]) <= 500 for body in fake.sent)
+    assert all(line.user == "evilname" or line.user.isalnum() for line in bot.hub.lines())
+
+
+def test_a_refused_bot_token_is_a_clear_error(fake) -> None:
+    bad = Bot(config(token="not-a-token"), ChatRules())
+    bad.thread.join(timeout=60)
+    assert not bad.thread.is_alive() and bad.error
+    message = str(bad.error[0])
+    assert message.startswith("Twitch refused the bot token (TWITCH_BOT_TOKEN)") and "user:bot" in message
+    assert "not-a-token" not in message
