@@ -115,6 +115,7 @@ class Runner:
         self.twitch: TwitchChat | None = None
         if mode == "run" and ((cfg.chat.local and self._with_dashboard) or cfg.chat.twitch):
             self.chat = ChatHub(ChatCore(cfg.chat.rules(), stats=self._chat_stats), on_steer=self._steer)
+            self.chat.add_announcer("events", lambda text: self._record_event("chat", text))  # polls, reset votes
             if cfg.chat.twitch:
                 self.twitch = TwitchChat(cfg.chat, self.chat)
         self._dream_now = threading.Event()

@@ -260,6 +260,7 @@ def test_a_passed_chat_reset_vote_ends_the_episode(app_factory, tmp_path) -> Non
     assert episode["details"]["reset_by"] == "chat"
     events = json.loads(app.get("api/events?limit=50"))
     assert any(e["kind"] == "chat_reset" and e["message"] == "chat vote 1 of 1" for e in events)
+    assert any(e["kind"] == "chat" and e["message"] == "poll closed: Restart the game? yes (1 of 1)" for e in events)
     time.sleep(2.1)  # the operator's command cooldown
     assert post_chat(app, "!reset")[0].startswith("the game can be reset by vote again in")
     assert app.stop() == 0
