@@ -28,7 +28,7 @@ from app.config import (
     load_blocks,
     parse_overrides,
     resolve,
-    secret_envs,
+    secret_values,
     to_dict,
 )
 from app.errors import DREAMSTREAM_ERRORS, ConfigError
@@ -193,14 +193,6 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
     return cfg, rundir, changes
 
 
-def _secrets(cfg: Config) -> list[str]:
-    values = []
-    for key in secret_envs():
-        section, name = key.split(".", 1)
-        values.append(getattr(getattr(cfg, section), name))
-    return [v for v in values if v]
-
-
 def _install_signal_handlers(runner) -> None:
     def handle(signum, _frame) -> None:
         if runner.stop_event.is_set():
@@ -217,7 +209,7 @@ def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: s
     try:
         from app.runner import Runner  # heavy imports only once the config is known to be good
 
-        setup_logging(cfg.run.log_level, rundir.log_path, _secrets(cfg))
+        setup_logging(cfg.run.log_level, rundir.log_path, secret_values(cfg))
         for line in changes:
             log.info("config changed on resume: %s", line)
         if cfg.trainer.distributed.num_processes > 1:
@@ -296,7 +288,7 @@ def _cmd_eval(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int
 
     cfg, rundir, _ = prepare_run(args.configs, overrides, args.logdir, _environ(args.env_file))
     try:
-        setup_logging(cfg.run.log_level, rundir.log_path, _secrets(cfg))
+        setup_logging(cfg.run.log_level, rundir.log_path, secret_values(cfg))
         return evaluate(cfg, rundir, episodes=args.episodes)
     finally:
         rundir.unlock()

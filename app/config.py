@@ -163,6 +163,15 @@ def secret_envs(cls: type = Config) -> dict[str, str]:
     return {k: f.metadata["secret_env"] for k, f in valid_keys(cls).items() if "secret_env" in f.metadata}
 
 
+def secret_values(cfg: Config) -> list[str]:
+    """Return the values of the secrets set in `cfg` (for masking them in logs and error texts)."""
+    values = []
+    for key in secret_envs():
+        section, name = key.split(".", 1)
+        values.append(getattr(getattr(cfg, section), name))
+    return [v for v in values if v]
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():

@@ -35,12 +35,22 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             msg = record.getMessage()
-            masked = msg
-            for secret in self.secrets:
-                masked = masked.replace(secret, "***")
+            masked = self.mask(msg)
             if masked != msg:
                 record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:
+                # A library's exception text can quote a URL with a secret in its query: mask the traceback
+                # too, and hand handlers the masked text instead of the live exception.
+                text = logging.Formatter().formatException(record.exc_info)
+                masked = self.mask(text)
+                if masked != text:
+                    record.exc_info, record.exc_text = None, masked
         return True
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def setup_logging(level: str = "info", log_path: Path | None = None, secrets: Iterable[str] = ()) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import gc
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from app import __version__
 from app.broadcast_state import FrameFeed
 from app.chat import ChatCore, ChatHub, Steer
 from app.chat.twitch import TwitchChat
-from app.config import Config
+from app.config import Config, secret_values
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
+from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
 from app.rundir import RunDir, atomic_write_text
@@ -97,7 +99,8 @@ class Runner:
         self._started_at = time.monotonic()
         self._session_start_step = self.counters.env_step
         self._composed: np.ndarray | None = None
-        self.supervisor = Supervisor(self.stop_event, on_event=self._record_event)
+        self.supervisor = Supervisor(self.stop_event, on_event=self._record_event,
+                                     redact=SecretFilter(secret_values(cfg)).mask)
         self.broadcaster: Broadcaster | None = None
         self.local_server: LocalRtmpServer | None = None
         self.obs: ObsMode | None = None
@@ -115,11 +118,13 @@ class Runner:
         self.twitch: TwitchChat | None = None
         if mode == "run" and ((cfg.chat.local and self._with_dashboard) or cfg.chat.twitch):
             self.chat = ChatHub(ChatCore(cfg.chat.rules(), stats=self._chat_stats), on_steer=self._steer)
-            self.chat.add_announcer("events", lambda text: self._record_event("chat", text))  # polls, reset votes
+            self.chat.add_announcer("events", lambda text: self._chat_events.put(("chat", text)))  # polls, votes
             if cfg.chat.twitch:
                 self.twitch = TwitchChat(cfg.chat, self.chat)
         self._dream_now = threading.Event()
         self._reset_episode = threading.Event()
+        self._chat_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        """Chat's events for the database, written by the chat loop (never under the hub's lock)."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -150,7 +155,7 @@ class Runner:
                 if self._with_stream:
                     self.supervisor.add("dreamer", self._dream_loop)
             if self.chat is not None:
-                self.supervisor.add("chat", self.chat.run)
+                self.supervisor.add("chat", self._chat_loop)
             if self.twitch is not None:
                 self.supervisor.add("twitch_chat", self.twitch.run, backoff_max_s=120.0)
             self.supervisor.start()
@@ -259,6 +264,7 @@ class Runner:
             obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
             state, reward, is_first = None, 0.0, True
             score, length = 0.0, 0
+            self._reset_episode.clear()  # a vote that passed while no game was running is stale
             next_t = time.monotonic()
             names = getattr(env.unwrapped, "action_names", None)
             native = cfg.overlay.native_render and self._with_stream
@@ -285,6 +291,7 @@ class Runner:
                     self._reset_episode.clear()
                     info = {"episode": {"length": length, "return": score, "result": "reset", "reset_by": "chat"}}
                 if terminated or truncated or reset:
+                    self._reset_episode.clear()  # the vote ended this game; it must not cut the next one short
                     training.record(obs, None, reward, is_first=False, is_last=True, is_terminal=terminated)
                     self._episode_done(step, info["episode"])
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
@@ -323,14 +330,26 @@ class Runner:
     # -- chat ---------------------------------------------------------------------------------------------
 
     def _steer(self, steer: Steer) -> None:
-        """Carry out what chat decided (called by the chat hub)."""
+        """Carry out what chat decided (called by the chat hub under its lock: only flags, nothing slow)."""
         if steer.action == "dream":
             self._dream_now.set()
         elif steer.action == "reset_episode":
             self._reset_episode.set()
-            self._record_event("chat_reset", steer.reason)
+            self._chat_events.put(("chat_reset", steer.reason))
         else:
             log.warning("chat asked for an unknown action %r", steer.action)
+
+    def _chat_loop(self, stop: threading.Event) -> None:
+        """Close polls when their time is up, and store chat's events (a supervised component)."""
+        assert self.chat is not None
+        while not stop.wait(0.5):
+            self.chat.tick()
+            while True:
+                try:
+                    kind, message = self._chat_events.get_nowait()
+                except queue.Empty:
+                    break
+                self._record_event(kind, message)
 
     def _chat_stats(self) -> dict[str, Any]:
         with self._lock:
@@ -364,7 +383,8 @@ class Runner:
         score, length = float(episode["return"]), int(episode["length"])
         with self._lock:
             self.counters.episodes += 1
-            self.live.recent_scores.append(score)
+            if episode.get("result") != "reset":  # a game chat cut short must not rank checkpoints
+                self.live.recent_scores.append(score)
         self.feed.on_episode(step, episode)
         log.debug("episode %d: score %.2f length %d", self.counters.episodes, score, length)
         assert self.metrics is not None

@@ -64,7 +64,8 @@ class ChatConfig:
     bot_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_TOKEN"})
     """OAuth user token of the bot account. Secret: from the environment only."""
     bot_refresh_token: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_BOT_REFRESH_TOKEN"})
-    """Refresh token of the bot's user token, so twitchio can renew it (optional). Secret: environment only."""
+    """Refresh token of the bot's user token: twitchio renews the token with it (user tokens last about 4 h).
+    Secret: from the environment only."""
     user_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 2.0
     """A viewer's commands closer together than this are ignored."""
     commands_per_s: Annotated[float, Interval(gt=0, le=10_000)] = 20.0
@@ -86,7 +87,8 @@ class ChatConfig:
         if self.twitch:
             missing = [name for name, value in (("chat.channel", self.channel), ("chat.client_id", self.client_id),
                                                 ("TWITCH_CLIENT_SECRET", self.client_secret),
-                                                ("TWITCH_BOT_TOKEN", self.bot_token)) if not value]
+                                                ("TWITCH_BOT_TOKEN", self.bot_token),
+                                                ("TWITCH_BOT_REFRESH_TOKEN", self.bot_refresh_token)) if not value]
             if missing:
                 raise ValueError(f"chat.twitch = true needs {', '.join(missing)}")
 

@@ -35,10 +35,13 @@ class Supervisor:
     """Starts components in threads, restarts crashed ones, and stops them all on request."""
 
     def __init__(self, stop: threading.Event | None = None,
-                 on_event: Callable[[str, str], None] | None = None) -> None:
+                 on_event: Callable[[str, str], None] | None = None,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self.stop_event = stop or threading.Event()
         self._components: dict[str, Component] = {}
         self._on_event = on_event
+        self._redact = redact
+        """Masks secrets in an error's text before it is kept (status page, events)."""
 
     def add(self, name: str, target: Callable[[threading.Event], None], *, backoff_max_s: float = 30.0) -> None:
         if name in self._components:
@@ -64,7 +67,7 @@ class Supervisor:
                 comp.last_error = "returned before the app stopped"
                 log.error("component %s %s; restarting", comp.name, comp.last_error)
             except Exception as exc:
-                comp.last_error = f"{type(exc).__name__}: {exc}"
+                comp.last_error = self._redact(f"{type(exc).__name__}: {exc}")
                 log.exception("component %s crashed; restarting", comp.name)
             if self._on_event is not None:
                 try:

@@ -6,8 +6,10 @@ panel) and `Steer` (an action for the app). `ChatCore.tick(now)` closes polls wh
 
 Abuse rules, all here so they are tested without a network:
 - only commands are acted on; unknown commands and plain chat are ignored without a reply (no echo spam);
-- one command per viewer per `user_cooldown_s`, at most `commands_per_s` from everyone together (a raid
-  cannot flood the app), and at most `replies_per_30s` replies (Twitch limits bots to 20 per 30 s);
+- one command per viewer per `user_cooldown_s`, at most `commands_per_s` from all viewers together (a raid
+  cannot flood the app; moderators are exempt, so they can still end a poll), at most one reply per viewer
+  per `reply_cooldown_s` and `replies_per_30s` replies in all (Twitch limits bots to 20 per 30 s);
+  announcements (polls, reset votes) are not held back by viewers' replies;
 - the broadcast never shows a viewer's free text: the overlay line is the canonical command built from
   the viewer's login and the (moderator-written) poll option, e.g. `!vote 2 (stockfish)`;
 - text is NFKC-normalised, stripped of control, format (zero-width, bidi override) and private-use
@@ -31,6 +33,8 @@ MAX_USERS = 50_000
 """Viewers remembered for cooldowns and votes; the least recently seen are forgotten beyond this."""
 _LOGIN = re.compile(r"[^a-z0-9_]")
 _SPACE = re.compile(r"\s+")
+_NUMBER = re.compile(r"[0-9]{1,4}")
+"""ASCII digits only: str.isdigit() also accepts characters int() rejects (e.g. U+2776)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,10 +52,11 @@ class Message:
 
 @dataclass(frozen=True)
 class Reply:
-    """Say `text` in chat, as a reply to message `reply_to` ('' for an announcement)."""
+    """Say `text` in chat, as a reply to message `reply_to`; an announcement goes to every transport."""
 
     text: str
     reply_to: str = ""
+    announce: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class ChatRules:
     user_cooldown_s: float = 2.0
     commands_per_s: float = 20.0
     replies_per_30s: int = 15
+    reply_cooldown_s: float = 30.0
+    """A viewer gets at most one reply per this many seconds (moderators: no limit)."""
     dream_cooldown_s: float = 15.0
     poll_s: float = 60.0
     reset_poll_s: float = 30.0
@@ -139,6 +146,7 @@ class ChatCore:
         self._last_command: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._window: collections.deque[float] = collections.deque()
         self._replies: collections.deque[float] = collections.deque()
+        self._replied: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._dream_at = -float("inf")
         self._reset_at = -float("inf")
         self.dropped = 0
@@ -159,11 +167,11 @@ class ChatCore:
         command = self._commands.get(words[0].lower())
         if command is None:
             return []
-        if not self._admit(message.user_id, now):
+        if not self._admit(message, now):
             self.dropped += 1
             return []
         effects = command(message, [w for w in words[1:] if w], now)
-        return self._limit_replies(effects, now)
+        return self._limit_replies(effects, now, message)
 
     def tick(self, now: float) -> list[Effect]:
         """Close a poll whose time is up; return its announcement (and the steering it decided)."""
@@ -187,30 +195,35 @@ class ChatCore:
 
     # -- limits ------------------------------------------------------------------------------------------
 
-    def _admit(self, user_id: str, now: float) -> bool:
+    def _admit(self, message: Message, now: float) -> bool:
+        user_id = message.user_id
         last = self._last_command.get(user_id)
         if last is not None and now - last < self.rules.user_cooldown_s:
             return False
         while self._window and now - self._window[0] >= 1.0:
             self._window.popleft()
-        if len(self._window) >= self.rules.commands_per_s:
-            return False
-        self._window.append(now)
-        self._last_command[user_id] = now
-        self._last_command.move_to_end(user_id)
-        while len(self._last_command) > MAX_USERS:
-            self._last_command.popitem(last=False)
+        if not message.roles & MODERATORS:
+            if len(self._window) >= self.rules.commands_per_s:
+                return False
+            self._window.append(now)
+        _remember(self._last_command, user_id, now)
         return True
 
-    def _limit_replies(self, effects: list[Effect], now: float) -> list[Effect]:
+    def _limit_replies(self, effects: list[Effect], now: float, message: Message | None = None) -> list[Effect]:
         while self._replies and now - self._replies[0] >= 30.0:
             self._replies.popleft()
         kept: list[Effect] = []
         for effect in effects:
-            if isinstance(effect, Reply):
+            if isinstance(effect, Reply) and not effect.announce:
                 if len(self._replies) >= self.rules.replies_per_30s:
                     self.dropped += 1
                     continue
+                if message is not None and not message.roles & MODERATORS:
+                    last = self._replied.get(message.user_id)
+                    if last is not None and now - last < self.rules.reply_cooldown_s:
+                        self.dropped += 1
+                        continue
+                    _remember(self._replied, message.user_id, now)
                 self._replies.append(now)
             kept.append(effect)
         return kept
@@ -250,8 +263,9 @@ class ChatCore:
         if index is None:
             choices = ", ".join(f"{i + 1} = {o}" for i, o in enumerate(poll.options))
             return [Reply(f"vote with a number: {choices}", message.message_id)]
-        if message.user_id not in poll.votes and len(poll.votes) >= MAX_USERS:
-            return []
+        previous = poll.votes.get(message.user_id)
+        if previous == index or (previous is None and len(poll.votes) >= MAX_USERS):
+            return []  # the same vote again changes nothing and is not shown again
         poll.votes[message.user_id] = index
         return [Show(clean_login(message.login), f"{self.rules.prefix}vote {index + 1} ({poll.options[index]})")]
 
@@ -269,7 +283,8 @@ class ChatCore:
         login = clean_login(message.login)
         return [Show(login, f"{self.rules.prefix}reset"),
                 Reply(f"{login} wants to restart the game: {self.rules.prefix}vote 1 for yes, {self.rules.prefix}vote "
-                      f"2 for no ({self.rules.reset_poll_s:.0f} s, needs {self.rules.reset_min_votes} yes)")]
+                      f"2 for no ({self.rules.reset_poll_s:.0f} s, needs {self.rules.reset_min_votes} yes)",
+                      announce=True)]
 
     def _start_poll(self, message: Message, args: list[str], now: float) -> list[Effect]:
         if not message.roles & MODERATORS:
@@ -277,7 +292,7 @@ class ChatCore:
         if self.poll is not None and self.poll.closed_at is None:
             return [Reply(f"a poll is running; {self.rules.prefix}endpoll ends it", message.message_id)]
         seconds = self.rules.poll_s
-        if args and args[0].isdigit():
+        if args and _NUMBER.fullmatch(args[0]):
             seconds = float(min(max(int(args[0]), 10), 3600))
             args = args[1:]
         parts = [clean_text(p, 80) for p in " ".join(args).split("|")]
@@ -287,7 +302,7 @@ class ChatCore:
                           message.message_id)]
         self.poll = _Poll(question, options, now + seconds)
         listing = ", ".join(f"{i + 1} = {o}" for i, o in enumerate(options))
-        return [Reply(f"poll: {question} {listing} ({self.rules.prefix}vote N, {seconds:.0f} s)")]
+        return [Reply(f"poll: {question} {listing} ({self.rules.prefix}vote N, {seconds:.0f} s)", announce=True)]
 
     def _end_poll(self, message: Message, args: list[str], now: float) -> list[Effect]:
         if not message.roles & MODERATORS or self.poll is None or self.poll.closed_at is not None:
@@ -301,22 +316,30 @@ class ChatCore:
         counts = poll.counts()
         total = sum(counts)
         if not total:
-            return [Reply(f"poll closed without votes: {poll.question}")]
+            return [Reply(f"poll closed without votes: {poll.question}", announce=True)]
         best = max(range(len(counts)), key=lambda i: counts[i])
         tied = counts.count(counts[best]) > 1
         result = "a tie" if tied else f"{poll.options[best]} ({counts[best]} of {total})"
-        effects: list[Effect] = [Reply(f"poll closed: {poll.question} {result}")]
+        effects: list[Effect] = [Reply(f"poll closed: {poll.question} {result}", announce=True)]
         if poll.steer:
             if not tied and best == 0 and counts[0] >= poll.min_votes:
                 effects.append(Steer(poll.steer, f"chat vote {counts[0]} of {total}"))
             elif not tied and best == 0:
-                effects[0] = Reply(f"poll closed: {poll.question} yes, but {poll.min_votes} votes are needed")
+                effects[0] = Reply(f"poll closed: {poll.question} yes, but {poll.min_votes} votes are needed",
+                                   announce=True)
         return effects
 
 
 def _option_index(options: tuple[str, ...], choice: str) -> int | None:
     choice = choice.strip().lower()
-    if choice.isdigit() and 1 <= int(choice) <= len(options):
+    if _NUMBER.fullmatch(choice) and 1 <= int(choice) <= len(options):
         return int(choice) - 1
     matches = [i for i, o in enumerate(options) if o.lower() == choice]
     return matches[0] if len(matches) == 1 else None
+
+
+def _remember(table: collections.OrderedDict[str, float], user_id: str, now: float) -> None:
+    table[user_id] = now
+    table.move_to_end(user_id)
+    while len(table) > MAX_USERS:
+        table.popitem(last=False)

@@ -1,7 +1,7 @@
 """The chat hub: one `ChatCore` shared by every transport (local box, Twitch), thread-safe, never raising.
 
-Transports call `submit(message, source)` and get the replies meant for them; announcements (replies to
-no message: a poll opens or closes) also go to every other transport's registered `say` callback. The hub
+Transports call `submit(message, source)` and get the replies meant for them; announcements (a poll opens
+or closes, a reset vote starts) also go to every other transport's registered `say` callback. The hub
 keeps the lines the overlay shows, the poll, and a short log for the dashboard's chat box. Steering
 effects go to the app's `on_steer` callback.
 """
@@ -13,6 +13,7 @@ import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ class ChatHub:
         self._ids = itertools.count(1)
         self._announcers: dict[str, Callable[[str], None]] = {}
         self.errors = 0
+        self.boot = uuid.uuid4().hex
+        """Changes with every start, so a dashboard page left open knows the log's ids started again."""
 
     def add_announcer(self, name: str, say: Callable[[str], None]) -> None:
         """Register where announcements (poll results) are said, besides the dashboard's log."""
@@ -57,7 +60,7 @@ class ChatHub:
             self.errors += 1
             log.exception("chat: a message from %s could not be handled; chat goes on", source)
             return []
-        self._announce([r for r in replies if not r.reply_to], skip=source)  # e.g. a poll started on the dashboard
+        self._announce([r for r in replies if r.announce], skip=source)  # e.g. a poll opened on the dashboard
         return replies
 
     def tick(self) -> None:
@@ -70,11 +73,6 @@ class ChatHub:
             log.exception("chat: closing a poll failed; chat goes on")
             return
         self._announce(replies)
-
-    def run(self, stop: threading.Event) -> None:
-        """A supervised component: tick until stopped."""
-        while not stop.wait(0.5):
-            self.tick()
 
     def _apply(self, effects: list, source: str) -> list[Reply]:
         replies = []

@@ -22,11 +22,26 @@ from app.chat.core import Message
 from app.chat.hub import ChatHub
 from app.settings import ChatConfig
 
-__all__ = ["TwitchChat", "roles_of"]
+__all__ = ["ChatSetupError", "TwitchChat", "describe", "roles_of"]
 
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 10.0
+DEAF_AFTER_S = 60.0
+"""Without a chat subscription on a live EventSub socket for this long, the component starts over."""
+
+
+class ChatSetupError(RuntimeError):
+    """A set-up problem told in our own words (its text is safe to log)."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception from twitchio in words safe to log: its text may quote a URL with the client secret or a
+    token in its query, so only the type and the HTTP status are kept."""
+    if isinstance(exc, ChatSetupError):
+        return str(exc)
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
 
 
 def roles_of(chatter: Any) -> frozenset[str]:
@@ -60,12 +75,18 @@ class TwitchChat:
         self._client, self._loop = client, asyncio.get_running_loop()
         task = asyncio.create_task(client.start(with_adapter=False, load_tokens=False, save_tokens=False))
         self.hub.add_announcer("twitch", self.say)
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set() and not task.done():
                 await asyncio.sleep(0.2)
+                # twitchio reconnects a dropped socket by itself, but gives up for good on some closes (4003
+                # "unused", a revoked subscription) while its client keeps running: start over after a while.
+                if client.deaf_since is not None and loop.time() - client.deaf_since > DEAF_AFTER_S:
+                    raise ChatSetupError(f"no Twitch chat subscription for {DEAF_AFTER_S:.0f} s; logging in again")
             if task.done():
-                task.result()  # a failed login or a closed client: raise to the supervisor
-                raise RuntimeError("the Twitch chat client stopped")
+                exc = task.exception()
+                raise ChatSetupError(f"the Twitch chat client stopped: {describe(exc)}" if exc else
+                                     "the Twitch chat client stopped") from None
         finally:
             self.hub.remove_announcer("twitch")
             self.connected = False
@@ -76,9 +97,13 @@ class TwitchChat:
     def say(self, text: str) -> None:
         """Send an announcement from another thread (the hub's poll timer); never blocks it."""
         loop, client = self._loop, self._client
-        if loop is None or client is None or not self.connected:
+        if loop is None or client is None or not self.connected or loop.is_closed():
             return
-        asyncio.run_coroutine_threadsafe(client.send(text, ""), loop)
+        send = client.send(text, "")
+        try:
+            asyncio.run_coroutine_threadsafe(send, loop)
+        except RuntimeError:  # the loop closed just now: this announcement is lost, nothing else
+            send.close()
 
 
 def _client_class():
@@ -92,24 +117,42 @@ def _client_class():
             self.owner = owner
             self.bot_user_id = ""
             self.channel_id = ""
+            self.deaf_since: float | None = None
+            """Loop time since which no socket holds our chat subscription (None: listening)."""
 
         async def setup_hook(self) -> None:
             cfg = self.owner.cfg
             try:
                 validated = await self.add_token(cfg.bot_token, cfg.bot_refresh_token)
             except Exception as exc:  # its text may quote the token: only the type is told, never chained
-                raise RuntimeError(f"Twitch refused the bot token (TWITCH_BOT_TOKEN): {type(exc).__name__}; make a "
-                                   "user token for the bot with the scopes user:read:chat user:write:chat user:bot "
-                                   "for chat.client_id") from None
+                raise ChatSetupError(f"Twitch refused the bot token (TWITCH_BOT_TOKEN): {describe(exc)}; make a "
+                                     "user token for the bot with the scopes user:read:chat user:write:chat user:bot "
+                                     "for chat.client_id") from None
             self.bot_user_id = str(validated.user_id)
             users = await self.fetch_users(logins=[cfg.channel.lower()])
             if not users:
-                raise RuntimeError(f"chat.channel = {cfg.channel!r}: no such Twitch channel")
+                raise ChatSetupError(f"chat.channel = {cfg.channel!r}: no such Twitch channel")
             self.channel_id = str(users[0].id)
             await self.subscribe_websocket(payload=eventsub.ChatMessageSubscription(
                 broadcaster_user_id=self.channel_id, user_id=self.bot_user_id), token_for=self.bot_user_id)
             self.owner.connected = True
             log.info("Twitch chat: joined #%s as user %s", cfg.channel, self.bot_user_id)
+
+        async def event_websocket_welcome(self, payload: Any) -> None:
+            if self.channel_id:  # a reconnect: twitchio subscribes the new session again
+                self.owner.connected, self.deaf_since = True, None
+
+        async def event_websocket_closed(self, payload: Any) -> None:
+            self._deaf("the EventSub socket closed")
+
+        async def event_subscription_revoked(self, payload: Any) -> None:
+            self._deaf("Twitch revoked the chat subscription")
+
+        def _deaf(self, why: str) -> None:
+            if self.deaf_since is None:
+                log.warning("Twitch chat: %s; waiting for twitchio to reconnect", why)
+                self.deaf_since = asyncio.get_running_loop().time()
+            self.owner.connected = False
 
         async def event_message(self, payload: Any) -> None:
             chatter = payload.chatter
@@ -129,10 +172,10 @@ def _client_class():
                 self.owner.sent += 1
             except Exception as exc:  # a rejected or timed-out send loses one reply, never the bot
                 self.owner.send_errors += 1
-                log.warning("Twitch chat: a reply was not sent: %s: %s", type(exc).__name__, exc)
+                log.warning("Twitch chat: a reply was not sent: %s", describe(exc))
 
         async def event_error(self, payload: Any) -> None:
-            log.error("Twitch chat: error in %s: %s: %s", getattr(payload.listener, "__qualname__", "a listener"),
-                      type(payload.error).__name__, payload.error)
+            log.error("Twitch chat: error in %s: %s", getattr(payload.listener, "__qualname__", "a listener"),
+                      describe(payload.error))
 
     return _Client

@@ -161,7 +161,7 @@ def _chat_router(hub: ChatHub) -> APIRouter:
     @router.get("/chat")
     def chat(after: int = 0) -> dict[str, Any]:
         poll = hub.poll()
-        return {"lines": hub.history(after),
+        return {"boot": hub.boot, "lines": hub.history(after),
                 "poll": None if poll is None else {"question": poll.question, "votes": poll.votes,
                                                    "seconds_left": round(poll.seconds_left, 1)}}
 
@@ -175,6 +175,8 @@ def _chat_router(hub: ChatHub) -> APIRouter:
         if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
             raise HTTPException(status_code=403, detail="cross-site chat posts are refused")
         message = Message(user_id="operator", login="operator", text=body.text, roles=frozenset({"operator"}))
-        return {"replies": [r.text for r in hub.submit(message, "local")]}
+        dropped = hub.core.dropped
+        replies = [r.text for r in hub.submit(message, "local")]
+        return {"replies": replies, "rate_limited": hub.core.dropped > dropped}
 
     return router

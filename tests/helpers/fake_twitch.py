@@ -50,8 +50,11 @@ class FakeTwitch:
     CLIENT_SECRET = "fake-secret"
     BOT_TOKEN = "user-1001"  # the bot's user access token
 
-    def __init__(self, *, keepalive_interval_s: float = 3.0) -> None:
+    def __init__(self, *, keepalive_interval_s: float = 3.0, user_token_expires_s: int = TOKEN_EXPIRES_S) -> None:
         self.keepalive_interval_s = keepalive_interval_s
+        self.user_token_expires_s = user_token_expires_s
+        """Life a user token reports when validated; under an hour makes twitchio refresh it at once."""
+        self.refreshes = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[str] = []
@@ -207,6 +210,13 @@ class FakeTwitch:
         """Push an arbitrary text frame to every connected websocket."""
         self._call(self._push_raw(data))
 
+    def close_sockets(self, code: int) -> None:
+        """Close every EventSub websocket with `code` (4003: "connection unused", after which clients give up)."""
+        async def close() -> None:
+            for ws in list(self._sockets.values()):
+                await ws.close(code=code, message=b"closed by the test")
+        self._call(close())
+
     # ------------------------------------------------------------------------------------------------ internals
 
     def _call(self, coro: Any) -> Any:
@@ -327,6 +337,7 @@ class FakeTwitch:
             if not refresh.startswith("refresh-") or not tail.isdigit():  # as Twitch: only tokens it issued
                 return web.json_response({"status": 400, "message": "Invalid refresh token"}, status=400)
             user_id = tail
+            self.refreshes += 1  # the refreshed token is a fresh one: it validates with a long life
             return web.json_response({"access_token": f"user-{user_id}", "refresh_token": f"refresh-{user_id}",
                                       "expires_in": TOKEN_EXPIRES_S, "scope": BOT_SCOPES, "token_type": "bearer"})
         return web.json_response({"status": 400, "message": f"unsupported grant_type {grant!r}"}, status=400)
@@ -340,8 +351,9 @@ class FakeTwitch:
             return web.json_response({"client_id": self.CLIENT_ID, "scopes": [], "expires_in": TOKEN_EXPIRES_S})
         with self._lock:
             login = self._users.setdefault(owner, f"user{owner}")
+        expires_s = TOKEN_EXPIRES_S if self.refreshes else self.user_token_expires_s
         return web.json_response({"client_id": self.CLIENT_ID, "login": login, "scopes": BOT_SCOPES,
-                                  "user_id": owner, "expires_in": TOKEN_EXPIRES_S})
+                                  "user_id": owner, "expires_in": expires_s})
 
     async def _revoke(self, request: web.Request) -> web.Response:
         return web.Response(status=200)

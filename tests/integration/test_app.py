@@ -258,6 +258,10 @@ def test_a_passed_chat_reset_vote_ends_the_episode(app_factory, tmp_path) -> Non
     episode = wait_for(lambda: [e for e in json.loads(app.get("api/episodes")) if e["result"] == "reset"],
                        "the episode to end")[0]
     assert episode["details"]["reset_by"] == "chat"
+    steps = app.status()["counters"]["env_steps"]
+    wait_for(lambda: app.status()["counters"]["env_steps"] > steps + 50, "play to go on")
+    resets = [e for e in json.loads(app.get("api/episodes?limit=500")) if e["result"] == "reset"]
+    assert len(resets) == 1  # one vote ends one game, never the next one too
     events = json.loads(app.get("api/events?limit=50"))
     assert any(e["kind"] == "chat_reset" and e["message"] == "chat vote 1 of 1" for e in events)
     assert any(e["kind"] == "chat" and e["message"] == "poll closed: Restart the game? yes (1 of 1)" for e in events)

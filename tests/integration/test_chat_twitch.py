@@ -30,9 +30,9 @@ def fake(monkeypatch):
     server.stop()
 
 
-def config(token: str = FakeTwitch.BOT_TOKEN) -> ChatConfig:
+def config(token: str = FakeTwitch.BOT_TOKEN, refresh: str = "refresh-1001") -> ChatConfig:
     return ChatConfig(twitch=True, channel=FakeTwitch.OWNER_LOGIN, client_id=FakeTwitch.CLIENT_ID,
-                      client_secret=FakeTwitch.CLIENT_SECRET, bot_token=token)
+                      client_secret=FakeTwitch.CLIENT_SECRET, bot_token=token, bot_refresh_token=refresh)
 
 
 class Bot:
@@ -77,7 +77,7 @@ def test_a_command_gets_a_threaded_reply_from_the_bot(fake, bot) -> None:
     assert sent["broadcaster_id"] == FakeTwitch.OWNER_ID and sent["sender_id"] == FakeTwitch.BOT_ID
     fake.send_chat("hello everyone")  # plain chat: no reply
     fake.send_chat("!stats", user_id=FakeTwitch.BOT_ID, login=FakeTwitch.BOT_LOGIN)  # the bot's own message
-    last = fake.send_chat("!help")
+    last = fake.send_chat("!help", user_id="3004")
     fake.wait_sent(lambda body: body.get("reply_parent_message_id") == last)
     assert len(fake.sent) == 2 and bot.twitch.stats()["received"] == 3
 
@@ -113,21 +113,51 @@ def test_a_reset_vote_from_twitch_steers_the_app(fake, bot) -> None:
 
 def test_hostile_messages_never_stop_the_bot(fake, bot) -> None:
     fake.send_raw("{this is not json")
-    fake.send_chat("!" + "\u202e\u200b" * 300 + "dream" + "x" * 5000, user_id="31", login="Evil\u202eName")
-    fake.send_chat("!poll 5 " + "|" * 400, user_id="32", badges=MOD)
+    fake.send_chat("!" + "\u202e\u200b" * 30 + "dream " + "x\u202e" * 5000, user_id="31", login="Evil\u202eName")
+    fake.send_chat("!poll 5 " + "|" * 400, user_id="32", badges=MOD)  # no options: the usage
+    fake.send_chat("!poll 30 q " + "| " + "\U0001F600" * 400 + " | b", user_id="36", badges=MOD)
     fake.send_chat("!vote " + "9" * 400, user_id="33")
+    fake.send_chat("!vote \u2776", user_id="37")  # a digit int() cannot read
     fake.send_chat("\x00\x01\x02!help", user_id="34")
     mid = fake.send_chat("!help", user_id="35")
     fake.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)
     assert bot.thread.is_alive() and bot.hub.errors == 0 and not bot.error
     assert all(len(body["message"]) <= 500 for body in fake.sent)
-    assert all(line.user == "evilname" or line.user.isalnum() for line in bot.hub.lines())
+    assert [(line.user, line.text) for line in bot.hub.lines()] == [("evilname", "!dream")]
+    assert bot.steered[0].action == "dream"
+    assert bot.hub.poll().question == "q" and len(next(iter(bot.hub.poll().votes))) <= 43  # "1. " + 40
 
 
-def test_a_refused_bot_token_is_a_clear_error(fake) -> None:
-    bad = Bot(config(token="not-a-token"), ChatRules())
+def test_a_refused_bot_token_is_a_clear_error_that_never_quotes_a_secret(fake, caplog) -> None:
+    bad = Bot(config(token="user-tok3n-not-valid", refresh="r3fresh-not-valid"), ChatRules())
     bad.thread.join(timeout=60)
     assert not bad.thread.is_alive() and bad.error
     message = str(bad.error[0])
-    assert message.startswith("Twitch refused the bot token (TWITCH_BOT_TOKEN)") and "user:bot" in message
-    assert "not-a-token" not in message
+    assert "Twitch refused the bot token (TWITCH_BOT_TOKEN): InvalidTokenException" in message
+    assert "user:bot" in message
+    for secret in ("tok3n", "r3fresh", FakeTwitch.CLIENT_SECRET):
+        assert secret not in message and secret not in caplog.text
+
+
+def test_a_short_lived_token_is_refreshed_at_start(monkeypatch) -> None:
+    server = FakeTwitch(user_token_expires_s=600).start()  # twitchio refreshes tokens with under 1 h left
+    server.patch(monkeypatch)
+    try:
+        b = Bot(config(), ChatRules())
+        server.wait_subscribed()
+        mid = server.send_chat("!help")
+        server.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)
+        assert server.refreshes >= 1
+        b.close()
+    finally:
+        server.stop()
+
+
+def test_a_bot_that_twitch_stops_listening_to_logs_in_again(fake, bot, monkeypatch) -> None:
+    import app.chat.twitch
+
+    monkeypatch.setattr(app.chat.twitch, "DEAF_AFTER_S", 2.0)
+    fake.close_sockets(4003)  # "connection unused": twitchio gives up on this socket for good
+    bot.thread.join(timeout=60)
+    assert bot.error and "no Twitch chat subscription for 2 s; logging in again" in str(bot.error[0])
+    assert not bot.twitch.connected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.chat import ChatCore, ChatHub, ChatRules, Message, Reply, Show, Steer
@@ -40,12 +40,36 @@ def test_help_and_stats_reply_to_the_message() -> None:
                          "uptime 01:02:03"
 
 
-def test_a_viewer_is_held_to_one_command_per_cooldown() -> None:
+def test_a_viewer_is_held_to_one_command_per_cooldown_and_one_reply_per_30_s() -> None:
     core = ChatCore(RULES)
     assert core.handle(msg("!help"), 0.0)
     assert core.handle(msg("!help"), 1.9) == []  # dropped silently
-    assert core.handle(msg("!help"), 2.0)
-    assert core.dropped == 1
+    assert core.handle(msg("!stats"), 2.0) == []  # a command again, but no second reply so soon
+    assert Show("alice", "!dream") in core.handle(msg("!dream"), 4.0)  # commands without a reply still work
+    assert core.handle(msg("!help"), 30.0)
+    assert core.dropped == 2
+
+
+def test_moderators_pass_a_raid_and_announcements_pass_a_spent_reply_budget() -> None:
+    core = ChatCore(RULES)
+    for i in range(40):  # a raid: the global limit and the reply budget are spent
+        core.handle(msg("!help", user=str(i)), 0.5)
+    mod = frozenset({"moderator"})
+    assert replies(core.handle(msg("!poll 30 q | a | b", user="m", roles=mod), 0.6)) == [
+        "poll: q 1 = a, 2 = b (!vote N, 30 s)"]
+    assert core.handle(msg("!vote 1", user="late"), 0.7) == []  # viewers still wait for the next second
+    assert replies(core.handle(msg("!endpoll", user="m2", roles=mod), 0.8)) == ["poll closed without votes: q"]
+
+
+def test_digits_only_ascii_and_a_repeated_vote_is_not_shown_again() -> None:
+    core = ChatCore(RULES)
+    core.handle(msg("!poll 30 q | a | b", user="m", roles=frozenset({"operator"})), 0)
+    assert replies(core.handle(msg("!vote \u2776"), 1)) == ["vote with a number: 1 = a, 2 = b"]  # ❶
+    assert core.handle(msg("!poll \u1369 q | a | b", user="m", roles=frozenset({"operator"})), 3) == [
+        Reply("a poll is running; !endpoll ends it", "m")]
+    assert core.handle(msg("!vote 2", user="v"), 5) == [Show("alice", "!vote 2 (b)")]
+    assert core.handle(msg("!vote 2", user="v"), 8) == []
+    assert core.poll_view(9).votes == {"1. a": 0, "2. b": 1}
 
 
 def test_a_raid_cannot_exceed_the_global_command_rate_or_the_reply_budget() -> None:
@@ -135,6 +159,8 @@ def test_text_cleaning_drops_invisible_and_control_characters() -> None:
     assert clean_login("Ann-Marie\u200b<script>") == "annmariescript" and clean_login("\u202e") == "viewer"
 
 
+@example("vote \u2776", "x", frozenset(), 0.0)
+@example("poll \u1369 q | a | b", "x", frozenset({"moderator"}), 0.0)
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=600), st.text(max_size=40), st.frozensets(st.sampled_from(
     ["broadcaster", "moderator", "vip", "operator", "x"])), st.floats(0, 1e6, allow_nan=False))
@@ -167,10 +193,12 @@ def test_hub_serialises_transports_and_announces_to_the_others() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert hub.poll().votes["1. a"] == 19  # the global rate admitted 20 commands in that second (with !poll)
+    assert hub.poll().votes["1. a"] == 20  # the global rate admitted 20 viewers' commands in that second
     clock["now"] = 10
     hub.tick()
-    assert said[-1] == "poll closed: Which? a (19 of 19)"
+    assert said[-1] == "poll closed: Which? a (20 of 20)"
+    hub.submit(msg("!help", user="op", login="operator", roles=frozenset({"operator"})), "local")
+    assert said[-1] == "poll closed: Which? a (20 of 20)"  # a reply to the operator is not said on Twitch
     assert hub.history(after=0)[0]["text"].startswith("!poll") and hub.errors == 0
 
 

@@ -73,8 +73,8 @@ def test_local_chat_box_posts_as_the_operator_and_refuses_cross_site_posts(servi
     assert without.get("/api/chat").status_code == 404
     got = client.post("/api/chat", json={"text": "!poll 30 Next game? | chess | crafter"})
     assert got.status_code == 200
-    assert got.json() == {"replies": ["poll: Next game? 1 = chess, 2 = crafter (!vote N, 30 s)"]}
-    assert client.post("/api/chat", json={"text": "!dream"}).json() == {"replies": []}
+    assert got.json() == {"replies": ["poll: Next game? 1 = chess, 2 = crafter (!vote N, 30 s)"], "rate_limited": False}
+    assert client.post("/api/chat", json={"text": "!dream"}).json() == {"replies": [], "rate_limited": False}
     assert [s.action for s in steered] == ["dream"]
     chat = client.get("/api/chat").json()
     assert [(line["kind"], line["user"]) for line in chat["lines"]] == [
