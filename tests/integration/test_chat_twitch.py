@@ -161,3 +161,38 @@ def test_a_bot_that_twitch_stops_listening_to_logs_in_again(fake, bot, monkeypat
     bot.thread.join(timeout=60)
     assert bot.error and "no Twitch chat subscription for 2 s; logging in again" in str(bot.error[0])
     assert not bot.twitch.connected
+
+
+def test_the_app_steers_from_twitch_chat_end_to_end(fake, app_factory, tmp_path) -> None:
+    """`dreamstream run` with the Twitch bot on (twitchio pointed at the fake by a test-only sitecustomize)."""
+    import json
+    import os
+    from pathlib import Path
+
+    logdir = tmp_path / "run"
+    secrets = {"TWITCH_CLIENT_SECRET": FakeTwitch.CLIENT_SECRET, "TWITCH_BOT_TOKEN": FakeTwitch.BOT_TOKEN,
+               "TWITCH_BOT_REFRESH_TOKEN": "refresh-1001"}
+    redirect = Path(__file__).resolve().parent.parent / "helpers" / "twitch_redirect"
+    env = {**secrets, "FAKE_TWITCH_PORT": str(fake.port),
+           "PYTHONPATH": os.pathsep.join([str(redirect), os.environ.get("PYTHONPATH", "")])}
+    app = app_factory(["run", "--configs", "tiny", "--dashboard.port", "0", "--stream.enabled", "false",
+                       "--chat.twitch", "true", "--chat.channel", FakeTwitch.OWNER_LOGIN,
+                       "--chat.client_id", FakeTwitch.CLIENT_ID, "--chat.reset_min_votes", "2",
+                       "--chat.reset_poll_s", "5"], logdir, env=env)
+    fake.wait_subscribed(timeout_s=180)
+    status = wait_for(lambda: (s := app.status())["chat"]["twitch"]["connected"] and s, "the bot to join")
+    assert status["components"]["twitch_chat"]["state"] == "running"
+    wait_for(lambda: app.status()["counters"]["env_steps"] > 0, "the agent to act")
+    fake.send_chat("!reset", user_id="41", login="ann")
+    fake.wait_sent(lambda body: body["message"].startswith("ann wants to restart the game"))
+    fake.send_chat("!vote 1", user_id="42", login="bea")
+    fake.wait_sent(lambda body: body["message"] == "poll closed: Restart the game? yes (2 of 2)")
+    wait_for(lambda: [e for e in json.loads(app.get("api/episodes")) if e["result"] == "reset"],
+             "the game to be reset")
+    mid = fake.send_chat("!stats", user_id="43")
+    reply = fake.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)
+    assert reply["message"].startswith("crafter · env step")
+    assert app.stop() == 0
+    for secret in secrets.values():
+        leaks = [str(p) for p in logdir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert leaks == [] and secret not in app.output
