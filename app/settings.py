@@ -72,6 +72,8 @@ class ChatConfig:
     """Commands acted on per second from all viewers together (a raid cannot flood the app)."""
     replies_per_30s: Annotated[int, Interval(ge=0, le=100)] = 15
     """Bot replies per 30 s (Twitch allows a bot 20 per 30 s in a channel where it is not a moderator)."""
+    reply_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 30.0
+    """A viewer gets at most one bot reply per this many seconds (moderators: no limit)."""
     dream_cooldown_s: Annotated[float, Interval(ge=0, le=3600)] = 15.0
     """Seconds between two dream refreshes asked for with !dream."""
     poll_s: Annotated[float, Interval(ge=10, le=3600)] = 60.0
@@ -97,7 +99,8 @@ class ChatConfig:
         from app.chat.core import ChatRules
 
         return ChatRules(user_cooldown_s=self.user_cooldown_s, commands_per_s=self.commands_per_s,
-                         replies_per_30s=self.replies_per_30s, dream_cooldown_s=self.dream_cooldown_s,
+                         replies_per_30s=self.replies_per_30s, reply_cooldown_s=self.reply_cooldown_s,
+                         dream_cooldown_s=self.dream_cooldown_s,
                          poll_s=self.poll_s, reset_poll_s=self.reset_poll_s, reset_min_votes=self.reset_min_votes,
                          reset_cooldown_s=self.reset_cooldown_s)
 

@@ -212,3 +212,13 @@ def test_hub_survives_a_failing_steer_and_a_failing_transport(caplog) -> None:
     hub.submit(msg("!poll 10 q | a | b", user="op", roles=frozenset({"operator"})), "local")
     assert hub.errors == 2 and "steering dream failed" in caplog.text and "announcing to twitch failed" in caplog.text
     assert hub.lines() == [Show("alice", "!dream")]
+
+
+def test_chat_settings_reach_the_rules() -> None:
+    from app.settings import ChatConfig
+
+    values = {"user_cooldown_s": 1.5, "commands_per_s": 7.0, "replies_per_30s": 9, "reply_cooldown_s": 11.0,
+              "dream_cooldown_s": 13.0, "poll_s": 17.0, "reset_poll_s": 19.0, "reset_min_votes": 23,
+              "reset_cooldown_s": 29.0}
+    rules = ChatConfig(**values).rules()
+    assert {k: getattr(rules, k) for k in values} == values
