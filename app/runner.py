@@ -114,6 +114,8 @@ class Runner:
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
+        self._chat_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        """Chat's events for the database, written by the chat loop (never under the hub's lock)."""
         self.chat: ChatHub | None = None
         self.twitch: TwitchChat | None = None
         if mode == "run" and ((cfg.chat.local and self._with_dashboard) or cfg.chat.twitch):
@@ -123,8 +125,6 @@ class Runner:
                 self.twitch = TwitchChat(cfg.chat, self.chat)
         self._dream_now = threading.Event()
         self._reset_episode = threading.Event()
-        self._chat_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        """Chat's events for the database, written by the chat loop (never under the hub's lock)."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -288,7 +288,6 @@ class Runner:
                     self.live.episode_score, self.live.episode_length = score, length
                 reset = self._reset_episode.is_set() and not (terminated or truncated)
                 if reset:  # a chat vote ended the game: a truncation, as a time limit would be
-                    self._reset_episode.clear()
                     info = {"episode": {"length": length, "return": score, "result": "reset", "reset_by": "chat"}}
                 if terminated or truncated or reset:
                     self._reset_episode.clear()  # the vote ended this game; it must not cut the next one short
@@ -369,9 +368,7 @@ class Runner:
     def _chat_panels(self) -> tuple[tuple[ChatLine, ...], Poll | None]:
         if self.chat is None:
             return (), None
-        view = self.chat.poll()
-        poll = None if view is None else Poll(question=view.question, votes=view.votes, seconds_left=view.seconds_left)
-        return tuple(ChatLine(user=line.user, text=line.text) for line in self.chat.lines()), poll
+        return tuple(ChatLine(user=line.user, text=line.text) for line in self.chat.lines()), self.chat.poll()
 
     def checkpoint(self) -> None:
         """Save the agent, ranked by the mean score of the last 100 episodes (a scheduler job)."""

@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChatCore", "ChatRules", "Message", "PollView", "Reply", "Show", "Steer", "clean_login", "clean_text"]
+from overlays import Poll
+
+__all__ = ["ChatCore", "ChatRules", "Message", "Reply", "Show", "Steer", "clean_login", "clean_text"]
 
 MODERATORS = frozenset({"broadcaster", "moderator", "operator"})
 """Roles allowed to run polls ("operator" is the dashboard's local chat box)."""
@@ -76,16 +78,6 @@ class Steer:
 
 
 Effect = Reply | Show | Steer
-
-
-@dataclass(frozen=True)
-class PollView:
-    """A poll as the overlay and dashboard show it."""
-
-    question: str
-    votes: dict[str, int]
-    seconds_left: float
-    """0 once closed (a closed poll stays visible for a while with its result)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,14 +176,14 @@ class ChatCore:
             self.poll = None
         return []
 
-    def poll_view(self, now: float) -> PollView | None:
+    def poll_view(self, now: float) -> Poll | None:
+        """The poll as the overlay and dashboard show it (0 s left once closed: the result stays a while)."""
         poll = self.poll
         if poll is None:
             return None
-        counts = poll.counts()
+        votes = {f"{i + 1}. {o}": c for i, (o, c) in enumerate(zip(poll.options, poll.counts(), strict=True))}
         left = 0.0 if poll.closed_at is not None else max(0.0, poll.ends_at - now)
-        return PollView(poll.question, {f"{i + 1}. {o}": c for i, (o, c) in enumerate(zip(poll.options, counts,
-                                                                                          strict=True))}, left)
+        return Poll(question=poll.question, votes=votes, seconds_left=left)
 
     # -- limits ------------------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from app.chat.core import ChatCore, Message, PollView, Reply, Show, Steer, clean_login, clean_text
+from app.chat.core import ChatCore, Message, Reply, Show, Steer, clean_login, clean_text
+from overlays import Poll
 
 __all__ = ["ChatHub"]
 
@@ -110,7 +111,7 @@ class ChatHub:
         with self._lock:
             return list(self._shown)
 
-    def poll(self) -> PollView | None:
+    def poll(self) -> Poll | None:
         with self._lock:
             return self.core.poll_view(self.clock())
 
