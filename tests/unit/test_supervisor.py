@@ -60,10 +60,16 @@ def test_component_returning_early_counts_as_a_crash() -> None:
 
 
 def test_stuck_component_is_reported_on_join(caplog) -> None:
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
+
+    def stuck(stop: threading.Event) -> None:
+        entered.set()
+        release.wait()
+
     sup = Supervisor()
-    sup.add("stuck", lambda stop: release.wait())
+    sup.add("stuck", stuck)
     sup.start()
+    assert entered.wait(timeout=30)  # a stop set before the thread runs would (rightly) skip the component
     sup.stop_event.set()
     with caplog.at_level(logging.ERROR):
         assert sup.join(timeout_s=0.2) == ["stuck"]
