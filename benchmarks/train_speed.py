@@ -4,8 +4,8 @@ An actor thread plays the env with the agent's policy and fills replay while the
 at the configured train ratio (learner waits when ahead; the actor never waits). Reported: seconds per
 update and updates/s (after warm-up), env steps/s, the actor's stall (the longest policy call: where acting could wait
 for the learner), its longest replay insert (chunk files are written to a temp dir as in the app) and
-its longest gap between two env steps (policy + insert + env step/reset, beside the pacing it was asked
-for), peak RSS, compile time, and the parameter count.
+its longest env step (or step + reset) and its longest gap between two env steps (policy + insert + env
+step/reset, beside the pacing it was asked for), peak RSS, compile time, and the parameter count.
 
     .venv/bin/python benchmarks/train_speed.py --configs crafter size1m --run.train_ratio 32 --updates 20
 """
@@ -62,6 +62,7 @@ def main() -> None:
     gaps: list[float] = []
     policy_s: list[float] = []
     add_s: list[float] = []
+    env_s: list[float] = []
     pace = {"s": 1.0 / args.actor_fps if args.actor_fps else 0.0}
 
     def actor() -> None:
@@ -76,13 +77,15 @@ def main() -> None:
             replay.add({"image": obs["image"], "action": agent.env_action_to_stored(action),
                         "reward": np.float32(reward), "is_first": first, "is_last": False, "is_terminal": False,
                         **(agent.latent_to_stored(state) if t.replay_context else {})})
-            add_s.append(time.monotonic() - t_add)
+            t_env = time.monotonic()
+            add_s.append(t_env - t_add)
             obs, reward, term, trunc, _ = env.step(action)
             first = False
             steps["n"] += 1
             if term or trunc:
                 obs, _ = env.reset()
                 state, reward, first = None, 0.0, True
+            env_s.append(time.monotonic() - t_env)
             wait = pace["s"]
             if wait:
                 stop.wait(wait)
@@ -122,7 +125,7 @@ def main() -> None:
         "max_actor_stall_s": round(max(policy_s[10:]), 4),
         "p99_policy_s": round(float(np.percentile(policy_s[10:], 99)), 4),
         "max_replay_add_s": round(max(add_s[10:]), 4), "replay_chunks_written": len(list(replay_dir.glob("*.npz"))),
-        "max_step_gap_s": round(max(gaps[10:]), 4),
+        "max_env_s": round(max(env_s[10:]), 4), "max_step_gap_s": round(max(gaps[10:]), 4),
         "peak_rss_mb": round(max(peak_rss, psutil.Process().memory_info().rss) / 1e6, 1),
         "compile_s": round(compile_s, 1), "param_count": agent.param_count, "cpus": os.cpu_count(),
         "jax_devices": [str(d) for d in __import__("jax").devices()],

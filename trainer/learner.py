@@ -119,6 +119,7 @@ class Learner:
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
         """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
         window_t, window_updates = time.monotonic(), self.updates
+        buffer_sets = [self.replay.batch_buffers(self.batch_size) for _ in range(2)]
         lowered = False
         while True:
             if self.env_steps() < self.train_after or not self.replay.can_sample():
@@ -136,7 +137,8 @@ class Learner:
                 continue
             self.state = "training"
             t0 = time.monotonic()
-            batch, positions = self.replay.sample_with_positions(self.batch_size)
+            buffers = buffer_sets[self.updates % 2]  # two sets: never refill the batch an update may still read
+            batch, positions = self.replay.sample_with_positions(self.batch_size, out=buffers)
             with self._lock:  # the agent's state and the update count change together (see snapshot())
                 metrics = self.agent.train(batch)
                 self.updates += 1

@@ -107,6 +107,16 @@ class _Stream:
         idx = np.arange(start, start + length) % self.capacity
         return {k: v[idx] for k, v in self.data.items()}
 
+    def copy_window(self, start: int, out: dict[str, np.ndarray], row: int) -> None:
+        """Copy steps [start, start + L) into row `row` of each [B, L, ...] array in `out`."""
+        lo = start % self.capacity
+        for k, v in self.data.items():
+            dst = out[k][row]
+            if lo + len(dst) <= self.capacity:
+                dst[...] = v[lo:lo + len(dst)]
+            else:
+                np.take(v, np.arange(lo, lo + len(dst)) % self.capacity, axis=0, out=dst)
+
 
 class Replay:
     """Sequence replay over several streams with an online queue and on-disk chunks."""
@@ -285,8 +295,21 @@ class Replay:
         """Return a batch of sequences: each key has shape [batch, length, ...]."""
         return self.sample_with_positions(batch)[0]
 
-    def sample_with_positions(self, batch: int) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
-        """Return a batch as `sample` does, and each sequence's (stream, first step) for `write_latents`."""
+    def batch_buffers(self, batch: int) -> dict[str, np.ndarray]:
+        """Return arrays for `sample_with_positions(batch, out=...)` to fill, to be reused batch after batch."""
+        fields = self._streams[0].data
+        return {k: np.empty((batch, self.length, *v.shape[1:]), v.dtype) for k, v in fields.items()}
+
+    def sample_with_positions(self, batch: int, out: dict[str, np.ndarray] | None = None
+                              ) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
+        """Return a batch as `sample` does, and each sequence's (stream, first step) for `write_latents`.
+
+        With `out` (from `batch_buffers`), the batch is copied into those arrays and they are returned. The
+        learner reuses them: a fresh 12 MB batch per update costs page faults while the GIL is held, which
+        measurably stalled the actor thread (benchmarks/README.md, train_speed.py).
+        """
+        if out is None:
+            out = self.batch_buffers(batch)
         with self._lock:
             starts = []
             while self._online and len(starts) < batch:
@@ -303,9 +326,10 @@ class Replay:
                 s = self._streams[stream]
                 oldest = s.count - s.size
                 starts.append((stream, int(self._rng.integers(oldest, s.count - self.length + 1))))
-            seqs = [self._streams[i].window(start, self.length) for i, start in starts]
+            for row, (i, start) in enumerate(starts):
+                self._streams[i].copy_window(start, out, row)
             self.sampled_sequences += batch
-        return {k: np.stack([seq[k] for seq in seqs]) for k in seqs[0]}, starts
+        return out, starts
 
     def write_latents(self, positions: list[tuple[int, int]], deter: np.ndarray, stoch: np.ndarray,
                       offset: int = 0) -> int:

@@ -192,3 +192,17 @@ def test_a_failing_disk_loses_only_the_chunk_and_is_reported(tmp_path, caplog) -
     again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
     assert again.load() == 32  # the gap starts a new sequence, as after a torn chunk
     assert again._streams[0].window(32, 1)["is_first"][0]
+
+
+def test_sampling_into_reused_buffers_matches_the_ring_also_across_its_end() -> None:
+    replay = Replay(SPEC, capacity=40, length=8, chunk_steps=16)
+    fill(replay, 100)  # the ring wrapped: steps 60..99 are in RAM, some windows cross the array's end
+    out = replay.batch_buffers(64)
+    for _ in range(3):
+        batch, positions = replay.sample_with_positions(64, out=out)
+        assert all(batch[k] is out[k] for k in out)  # filled in place: no new 12 MB arrays per update
+        for row, (_stream, start) in enumerate(positions):
+            assert np.array_equal(batch["reward"][row], np.arange(start, start + 8, dtype=np.float32))
+            assert np.array_equal(batch["image"][row][:, 0, 0, 0], np.arange(start, start + 8) % 256)
+            assert np.array_equal(batch["action"][row], np.arange(start, start + 8) % 7)
+        assert any(start % 40 > 32 for _, start in positions)  # the wrap-around path was taken
