@@ -92,7 +92,8 @@ class Training:
         act = self.agent.act_space
         spec = step_spec(self.agent.image_shape, () if act.discrete else (act.n,),
                          "int32" if act.discrete else "float32",
-                         latent=(t.deter, t.stoch) if t.replay_context else None)
+                         latent=(t.deter, t.stoch) if t.replay_context else None,
+                         mask=act.n if act.masked else None)
         # With replay context, each sampled window has the context steps before the trained sequence.
         self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length + t.replay_context,
                              directory=run_root / "replay",
@@ -168,6 +169,8 @@ class Training:
             np.zeros(self.replay.spec.action_shape, self.replay.spec.action_dtype)
         step = {"image": obs["image"], "action": stored, "reward": np.float32(reward), "is_first": is_first,
                 "is_last": is_last, "is_terminal": is_terminal}
+        if self.replay.spec.mask is not None and "action_mask" in obs:
+            step["action_mask"] = obs["action_mask"]  # the legal actions at this step (the world model learns them)
         if latent is not None and self.replay.spec.latent is not None:
             step.update(self.agent.latent_to_stored(latent))  # the actor's posterior after seeing obs
         self.replay.add(step)

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trainer.config import TrainerConfig
 from trainer.dists import twohot_mean
-from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action
+from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action, predicted_mask
 from trainer.errors import TrainerError
 from trainer.model import ActSpace, DreamerModel, feature
 
@@ -41,10 +41,11 @@ def data_mesh(batch_size: int) -> Mesh | None:
     return Mesh(np.array(devices), ("data",))
 
 
-def act_space_of(space: gym.Space) -> ActSpace:
-    """Return the agent's view of a Gymnasium action space (Discrete, or a Box in [-1, 1])."""
+def act_space_of(space: gym.Space, masked: bool = False) -> ActSpace:
+    """Return the agent's view of a Gymnasium action space (Discrete, or a Box in [-1, 1]); `masked` when the
+    observations carry an `action_mask` of the legal discrete actions."""
     if isinstance(space, gym.spaces.Discrete):
-        return ActSpace(True, int(space.n))
+        return ActSpace(True, int(space.n), masked)
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         return ActSpace(False, int(space.shape[0]))
     raise TrainerError(f"DreamerV3 here supports Discrete and 1-D Box action spaces, not {space}")
@@ -66,7 +67,7 @@ class DreamerAgent:
     def __init__(self, cfg: TrainerConfig, obs_space: gym.spaces.Dict, action_space: gym.Space) -> None:
         self.cfg = cfg
         self.image_shape = tuple(obs_space["image"].shape)
-        self.act_space = act_space_of(action_space)
+        self.act_space = act_space_of(action_space, masked="action_mask" in getattr(obs_space, "spaces", {}))
         self.action_space = action_space
         self.model = DreamerModel(cfg, self.act_space, self.image_shape)
         self._key = jax.random.PRNGKey(cfg.seed)
@@ -208,6 +209,8 @@ class DreamerAgent:
         batch = {"image": jax.ShapeDtypeStruct((b, t, *spec), jnp.uint8), "action": action,
                  "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
                  **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
+        if self.act_space.masked:
+            batch["action_mask"] = jax.ShapeDtypeStruct((b, t, self.act_space.n), jnp.bool_)
         if self.cfg.replay_context:
             batch.update({"deter": jax.ShapeDtypeStruct((b, t, self.cfg.deter), jnp.float16),
                           "stoch": jax.ShapeDtypeStruct((b, t, self.cfg.stoch), jnp.uint16),
@@ -231,8 +234,9 @@ class DreamerAgent:
         def step(carry, k):
             deter, stoch = carry
             k_act, k_dyn = jax.random.split(k)
-            out = m(feature(deter, stoch), method=DreamerModel.policy)
-            action, _, _ = policy_action(self.cfg, self.act_space, out, k_act)
+            feat = feature(deter, stoch)
+            mask = predicted_mask(m(feat, method=DreamerModel.legal)) if self.act_space.masked else None
+            action, _, _ = policy_action(self.cfg, self.act_space, m(feat, method=DreamerModel.policy), k_act, mask)
             deter, stoch = m(deter, stoch, action, k_dyn, method=DreamerModel.img_step)
             reward = m(feature(deter, stoch), method=DreamerModel.reward)
             return (deter, stoch), (deter, stoch, reward)

@@ -83,6 +83,16 @@ def policy_action(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, key: 
     return action, normal_logp(mean, std, action), normal_entropy(std)
 
 
+def allow_all_if_none(legal: jax.Array) -> jax.Array:
+    """Return the mask with every action allowed where none is (sampling needs at least one)."""
+    return legal | ~jnp.any(legal, -1, keepdims=True)
+
+
+def predicted_mask(logits: jax.Array) -> jax.Array:
+    """Return the legal actions the mask head predicts (logit > 0); all of them where it predicts none."""
+    return allow_all_if_none(logits > 0)
+
+
 def act_step(model: DreamerModel, params, deter, stoch, prev_action, image, is_first, mask, key):
     """One acting step: filter the observation into the latent, then sample the policy's action.
 
@@ -97,9 +107,12 @@ def act_step(model: DreamerModel, params, deter, stoch, prev_action, image, is_f
     return deter, stoch, action
 
 
-def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action: jax.Array):
+def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action: jax.Array,
+                 mask: jax.Array | None = None):
     if act_space.discrete:
         logp = unimix_logits(out, cfg.unimix)
+        if mask is not None:
+            logp = jax.nn.log_softmax(jnp.where(mask, logp, -1e9), -1)
         return jnp.sum(action * logp, -1), categorical_entropy(logp)
     mean, std = bounded_normal(out)
     return normal_logp(mean, std, action), normal_entropy(std)
@@ -115,7 +128,11 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
 
     batch: image uint8[B, T, H, W, C]; action int32[B, T] (discrete) or float32[B, T, A]; reward float32[B, T];
     is_first, is_last, is_terminal bool[B, T]. `action[t]` is the action taken after observing step t.
+    With a masked action space also action_mask bool[B, T, n]: the legal actions at step t. The mask head
+    learns it; imagination samples the first action from the real mask of its start state and later ones
+    from the predicted mask, and the actor's log-probabilities use the same masks (as acting does).
     """
+    masked = act_space.discrete and act_space.masked
     model = DreamerModel(cfg, act_space, tuple(image_shape))
     optimizer = make_optimizer(cfg)
     gamma = 1.0 - 1.0 / cfg.horizon
@@ -135,7 +152,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             init = (jnp.where(ok[:, None], batch["deter"][:, K - 1].astype(jnp.float32), 0.0),
                     jnp.where(ok[:, None, None], jax.nn.one_hot(batch["stoch"][:, K - 1], cfg.classes), 0.0))
             prev_action = prev_action[:, K:]
-            batch = {k: batch[k][:, K:] for k in ("image", "action", "reward", "is_first", "is_last", "is_terminal")}
+            batch = {k: batch[k][:, K:] for k in ("image", "action", "reward", "is_first", "is_last", "is_terminal",
+                                                  *(("action_mask",) if masked else ()))}
             is_first = batch["is_first"].at[:, 0].set(batch["is_first"][:, 0] | ~ok)  # no latent: start fresh
         else:
             is_first = batch["is_first"].at[:, 0].set(True)  # no replay context: every sequence starts fresh
@@ -165,6 +183,11 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         cont_target = (1.0 - batch["is_terminal"].astype(jnp.float32)) * gamma
         cont_loss = -binary_logp(m(feat, method=DreamerModel.cont), cont_target)
         sg = jax.lax.stop_gradient
+        if masked:
+            legal_logits = m(feat, method=DreamerModel.legal)
+            real_mask = batch["action_mask"]
+            mask_loss = -jnp.sum(binary_logp(legal_logits, real_mask.astype(jnp.float32)), -1)
+            mask_acc = jnp.mean((legal_logits > 0) == real_mask)
         dyn_loss, rep_loss = kl_balance(post, prior, cfg.free_nats)
         kl = sg(jnp.sum(categorical_kl(post, prior), -1))
 
@@ -172,20 +195,24 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         k_start = cfg.imag_last or T
         start_deter = sg(deter[:, -k_start:]).reshape(B * k_start, -1)
         start_stoch = sg(stoch[:, -k_start:]).reshape(B * k_start, cfg.stoch, cfg.classes)
+        # The legal actions of each start state are known (replayed); later imagined states use the mask head.
+        # (A step with no legal action is an episode's last observation: any action may be imagined there.)
+        start_mask = allow_all_if_none(real_mask[:, -k_start:].reshape(B * k_start, -1)) if masked else \
+            jnp.ones((B * k_start, 1), bool)
 
         def imagine(carry, k):
-            deter_i, stoch_i = carry
+            deter_i, stoch_i, mask_i = carry
             k_act, k_dyn = jax.random.split(k)
             out = m(feature(deter_i, stoch_i), method=DreamerModel.policy)
-            action, _, _ = policy_action(cfg, act_space, out, k_act)
-            nxt = m(deter_i, stoch_i, sg(action), k_dyn, method=DreamerModel.img_step)
-            return nxt, (deter_i, stoch_i, sg(action))
+            action, _, _ = policy_action(cfg, act_space, out, k_act, mask_i if masked else None)
+            deter_n, stoch_n = m(deter_i, stoch_i, sg(action), k_dyn, method=DreamerModel.img_step)
+            mask_n = sg(predicted_mask(m(feature(deter_n, stoch_n), method=DreamerModel.legal))) if masked else mask_i
+            return (deter_n, stoch_n, mask_n), (deter_i, stoch_i, sg(action), mask_i)
 
         H = cfg.imag_horizon
-        (last_deter, last_stoch), (img_deter, img_stoch, img_action) = jax.lax.scan(
-            imagine, (start_deter, start_stoch), jax.random.split(k_img, H + 1))
+        _, (img_deter, img_stoch, img_action, img_mask) = jax.lax.scan(
+            imagine, (start_deter, start_stoch, start_mask), jax.random.split(k_img, H + 1))
         # States s_0..s_H (the scan's outputs are the states each action was taken in) and actions a_0..a_H.
-        del last_deter, last_stoch
         img_feat = sg(feature(img_deter, img_stoch))  # [H+1, N, F]
         img_reward = sg(twohot_mean(m(img_feat, method=DreamerModel.reward)))
         img_cont = sg(jax.nn.sigmoid(m(img_feat, method=DreamerModel.cont)))
@@ -197,7 +224,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         adv = sg((returns - value[:H]) / scale)
 
         # Actor
-        logp, entropy = _action_logp(cfg, act_space, m(img_feat[:H], method=DreamerModel.policy), img_action[:H])
+        logp, entropy = _action_logp(cfg, act_space, m(img_feat[:H], method=DreamerModel.policy), img_action[:H],
+                                     img_mask[:H] if masked else None)
         policy_loss = jnp.mean(weight * -(logp * adv + cfg.actent * entropy))
 
         # Critic
@@ -226,6 +254,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             "dyn": dyn_loss.mean(), "rep": rep_loss.mean(), "policy": policy_loss, "value": value_loss,
             "repval": repval_loss,
         }
+        if masked:
+            losses["mask"] = mask_loss.mean()
         scales = {"dyn": cfg.dyn_scale, "rep": cfg.rep_scale, "repval": cfg.repval_scale}
         total = sum(scales.get(k, 1.0) * v for k, v in losses.items())
         metrics = {f"loss/{k}": v for k, v in losses.items()}
@@ -237,6 +267,10 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             "ret/scale": scale, "adv/mag": jnp.abs(adv).mean(), "value/mean": value.mean(),
             "imag/reward": img_reward.mean(), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
         })
+        if masked:
+            metrics["mask/acc"] = mask_acc
+            metrics["imag/legal_start"] = jnp.mean(jnp.sum(img_action[0] * start_mask, -1))
+            metrics["imag/legal_frac"] = jnp.mean(img_mask[1:].astype(jnp.float32))
         if K:  # the posterior latents of the replayed steps, for replay to start later sequences from
             metrics["latent/deter"] = jax.lax.stop_gradient(deter).astype(jnp.float16)
             metrics["latent/stoch"] = jnp.argmax(stoch, -1).astype(jnp.int32)

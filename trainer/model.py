@@ -22,10 +22,15 @@ __all__ = ["ActSpace", "DreamerModel", "count_parameters", "feature"]
 
 @dataclass(frozen=True)
 class ActSpace:
-    """The agent's action space: `n` discrete actions, or `n` continuous dims in [-1, 1]."""
+    """The agent's action space: `n` discrete actions, or `n` continuous dims in [-1, 1].
+
+    `masked`: the env marks its legal actions (an `action_mask` observation, e.g. chess). The world model
+    then also learns to predict the mask, so imagined states have legal actions too (see dreamer.py).
+    """
 
     discrete: bool
     n: int
+    masked: bool = False
 
 
 def feature(deter: jax.Array, stoch: jax.Array) -> jax.Array:
@@ -66,6 +71,9 @@ class DreamerModel(nn.Module):
         self.policy_mlp = MLP(3, c.units, dtype=dt)
         out = self.act_space.n if self.act_space.discrete else 2 * self.act_space.n
         self.policy_out = Linear(out, outscale=0.01, dtype=dt)
+        if self.act_space.masked:
+            self.mask_mlp = MLP(1, c.units, dtype=dt)
+            self.mask_out = Linear(self.act_space.n, dtype=dt)
 
     # -- latent dynamics ----------------------------------------------------------------------------------
 
@@ -142,14 +150,19 @@ class DreamerModel(nn.Module):
     def policy(self, feat: jax.Array) -> jax.Array:
         return self.policy_out(self.policy_mlp(feat)).astype(jnp.float32)
 
+    def legal(self, feat: jax.Array) -> jax.Array:
+        """Return logits [..., n] of each action being legal in this state (masked action spaces only)."""
+        return self.mask_out(self.mask_mlp(feat)).astype(jnp.float32)
+
     def __call__(self, image, action, is_first, key):
         """Touch every module once (used only to initialise the parameters)."""
         token = self.encode(image)
         deter, stoch = self.initial(image.shape[0])
         deter, stoch, _, _ = self.obs_step(deter, stoch, action, token, is_first, key)
         feat = feature(deter, stoch)
+        legal = self.legal(feat) if self.act_space.masked else None
         return (self.decode(deter, stoch), self.reward(feat), self.cont(feat), self.value(feat), self.policy(feat),
-                self.img_step(deter, stoch, action, key))
+                legal, self.img_step(deter, stoch, action, key))
 
 
 def count_parameters(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[int, int, int]) -> int:

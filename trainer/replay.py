@@ -29,6 +29,8 @@ __all__ = ["Replay", "Step", "step_spec"]
 log = logging.getLogger(__name__)
 
 LATENT_KEYS = ("deter", "stoch", "latent_ok")
+OPTIONAL_KEYS = (*LATENT_KEYS, "action_mask")
+"""Fields a chunk written before they were configured may lack (they load as in `MISSING`, else zero)."""
 WRITE_QUEUE = 4
 """Chunks waiting for the writer thread before `add` waits too (a disk slower than the actor)."""
 
@@ -42,6 +44,8 @@ class Step:
     action_dtype: str
     latent: tuple[int, int] | None = None
     """(deter, stoch) sizes when the replay keeps each step's latent state (replay context), else None."""
+    mask: int | None = None
+    """The number of discrete actions when the env marks its legal ones (`action_mask`), else None."""
 
     def fields(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         fields = {
@@ -52,6 +56,8 @@ class Step:
             "is_last": ((), np.dtype(bool)),
             "is_terminal": ((), np.dtype(bool)),
         }
+        if self.mask is not None:
+            fields["action_mask"] = ((self.mask,), np.dtype(bool))
         if self.latent is not None:
             deter, stoch = self.latent
             fields["deter"] = ((deter,), np.dtype(np.float16))
@@ -64,10 +70,14 @@ class Step:
 
 
 def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] = (),
-              action_dtype: str = "int32", latent: tuple[int, int] | None = None) -> Step:
-    """Return the layout of a step: an image, an action (index or vector), reward and episode flags, and
-    with `latent=(deter, stoch)` the step's latent state for replay context."""
-    return Step(tuple(image_shape), tuple(action_shape), action_dtype, tuple(latent) if latent else None)
+              action_dtype: str = "int32", latent: tuple[int, int] | None = None, mask: int | None = None) -> Step:
+    """Return the layout of a step: an image, an action (index or vector), reward and episode flags, with
+    `latent=(deter, stoch)` the step's latent state for replay context, and with `mask=n` the legal actions."""
+    return Step(tuple(image_shape), tuple(action_shape), action_dtype, tuple(latent) if latent else None, mask)
+
+
+MISSING = {"action_mask": True}
+"""The value of a field a step or an older chunk lacks, where it is not zero: an unknown mask allows all."""
 
 
 class _Stream:
@@ -82,7 +92,7 @@ class _Stream:
     def append(self, step: dict[str, np.ndarray]) -> None:
         i = self.count % self.capacity
         for key, array in self.data.items():
-            array[i] = step.get(key, 0)  # a latent not given is zero, with latent_ok False
+            array[i] = step.get(key, MISSING.get(key, 0))  # a latent not given is zero, with latent_ok False
         self.count += 1
         self.size = min(self.size + 1, self.capacity)
 
@@ -95,7 +105,7 @@ class _Stream:
             self.count, self.size = start, 0
         idx = np.arange(self.count, self.count + n) % self.capacity
         for key, array in self.data.items():
-            array[idx] = steps.get(key, 0)  # chunks written without latents load with latent_ok False
+            array[idx] = steps.get(key, MISSING.get(key, 0))  # chunks without latents load with latent_ok False
         self.count += n
         self.size = min(self.size + n, self.capacity)
 
@@ -269,7 +279,7 @@ class Replay:
             for start, path in sorted(keep):
                 try:
                     with np.load(path) as data:
-                        arrays = {k: data[k] for k in s.data if k in data.files or k not in LATENT_KEYS}
+                        arrays = {k: data[k] for k in s.data if k in data.files or k not in OPTIONAL_KEYS}
                 except Exception as exc:  # a torn or foreign file: BadZipFile, EOFError, ...
                     log.warning("skipping damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
                     continue

@@ -206,3 +206,20 @@ def test_sampling_into_reused_buffers_matches_the_ring_also_across_its_end() -> 
             assert np.array_equal(batch["image"][row][:, 0, 0, 0], np.arange(start, start + 8) % 256)
             assert np.array_equal(batch["action"][row], np.arange(start, start + 8) % 7)
         assert any(start % 40 > 32 for _, start in positions)  # the wrap-around path was taken
+
+
+def test_action_masks_are_stored_and_chunks_without_them_load_as_all_legal(tmp_path) -> None:
+    old = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    fill(old, 32)  # two chunks written before masks were kept
+    old.close()
+    masked = Replay(step_spec((4, 4, 3), mask=5), capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert masked.load() == 32
+    for i in range(32, 48):
+        legal = np.arange(5) == i % 5
+        masked.add({**step(i), "action_mask": legal})
+    batch = masked.sample(40)
+    assert batch["action_mask"].shape == (40, 8, 5)
+    for rewards, masks in zip(batch["reward"], batch["action_mask"], strict=True):
+        for r, legal in zip(rewards, masks, strict=True):
+            expected = np.ones(5, bool) if r < 32 else np.arange(5) == int(r) % 5
+            assert np.array_equal(legal, expected), (r, legal)
