@@ -52,7 +52,7 @@ def main() -> None:
     if "--no-gc-freeze" not in rest:
         gc.freeze()  # as the app does after start-up: full collections then skip the long-lived objects
     spec = step_spec(agent.image_shape, () if act.discrete else (act.n,), "int32" if act.discrete else "float32",
-                     latent=(t.deter, t.stoch) if t.replay_context else None)
+                     latent=(t.deter, t.stoch) if t.replay_context else None, mask=act.n if act.masked else None)
     replay_dir = Path(tempfile.mkdtemp(prefix="train_speed-replay-"))
     replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, chunk_steps=1024,
                     directory=replay_dir)
@@ -76,7 +76,8 @@ def main() -> None:
             policy_s.append(t_add - t_policy)
             replay.add({"image": obs["image"], "action": agent.env_action_to_stored(action),
                         "reward": np.float32(reward), "is_first": first, "is_last": False, "is_terminal": False,
-                        **(agent.latent_to_stored(state) if t.replay_context else {})})
+                        **(agent.latent_to_stored(state) if t.replay_context else {}),
+                        **({"action_mask": obs["action_mask"]} if act.masked else {})})
             t_env = time.monotonic()
             add_s.append(t_env - t_add)
             obs, reward, term, trunc, _ = env.step(action)

@@ -2,7 +2,8 @@
 
 Orbax writes each checkpoint under a temporary name and renames it when complete, so a kill -9 mid-save
 leaves the previous checkpoint intact. A checkpoint that cannot be read back (damaged files) is skipped
-with a warning and the next older one is used.
+with a warning and the next older one is used. An intact checkpoint of another model layout (an earlier
+version, other model settings) stops the restore with an error instead: nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
+
+from trainer.errors import TrainerError
 
 __all__ = ["Checkpointer"]
 
@@ -64,6 +67,13 @@ class Checkpointer:
             try:
                 tree = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as exc:  # any damage: fall back to the previous checkpoint
+                mismatch = self._layout_mismatch(step, abstract)
+                if mismatch:  # intact, but another model's: starting afresh would lose it to keep-N later
+                    raise TrainerError(
+                        f"checkpoint {step} in {self.directory} was saved by a model with another parameter "
+                        f"layout ({mismatch}): an earlier DreamStream version or other model settings wrote it. "
+                        "Resume with the version and config that wrote it, or train in a new run dir "
+                        "(--logdir); nothing was changed or deleted.") from exc
                 log.warning("checkpoint %d is unreadable (%s: %s); trying an older one", step,
                             type(exc).__name__, str(exc)[:200])
                 continue
@@ -71,6 +81,28 @@ class Checkpointer:
             log.info("restored checkpoint %d", step)
             return step, tree["state"], meta
         return None
+
+    def _layout_mismatch(self, step: int, abstract: Any) -> str:
+        """Describe how checkpoint `step`'s stored tree differs from `abstract` in keys or shapes ('' when it
+        does not, or when its metadata is unreadable too: then it is damage, not another model)."""
+        try:
+            stored = self._manager.item_metadata(step).tree
+        except Exception:
+            return ""
+        name = lambda k: str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+        shapes = lambda tree: {"/".join(map(name, path)): tuple(getattr(leaf, "shape", ()) or ()) for path, leaf
+                               in jax.tree_util.tree_flatten_with_path(tree)[0]}
+        try:
+            have, want = shapes(stored), shapes(abstract)
+        except Exception:
+            return ""
+        parts = []
+        for label, keys in (("missing", sorted(want.keys() - have.keys())),
+                            ("unexpected", sorted(have.keys() - want.keys())),
+                            ("other shape", sorted(k for k in want.keys() & have.keys() if want[k] != have[k]))):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
+        return "; ".join(parts)
 
     def close(self) -> None:
         self._manager.close()

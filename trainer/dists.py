@@ -121,6 +121,21 @@ def kl_balance(post: jax.Array, prior: jax.Array, free_nats: float) -> tuple[jax
     return jnp.maximum(free_nats, dyn), jnp.maximum(free_nats, rep)
 
 
+def masked_unimix_logits(logits: jax.Array, unimix: float, mask: jax.Array) -> jax.Array:
+    """Return log-probabilities of (1 - unimix) * softmax over the legal actions + unimix / (legal count).
+
+    Illegal actions (mask False) get log-probability -1e9 (probability exactly 0) and no gradient: masking
+    after the mix would let the entropy bonus raise the illegal logits through the mix's normaliser, which
+    flattens the policy over the legal ones. A row with no legal action is treated as all legal.
+    """
+    logits = logits.astype(jnp.float32)
+    mask = mask | ~jnp.any(mask, -1, keepdims=True)
+    probs = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), -1)
+    if unimix > 0:
+        probs = (1 - unimix) * probs + unimix * mask / jnp.sum(mask, -1, keepdims=True)
+    return jnp.where(mask, jnp.log(jnp.where(mask, probs, 1.0)), -1e9)
+
+
 def categorical_entropy(logp: jax.Array) -> jax.Array:
     return -jnp.sum(jnp.exp(logp) * logp, -1)
 

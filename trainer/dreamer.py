@@ -24,6 +24,7 @@ from trainer.dists import (
     categorical_entropy,
     categorical_kl,
     kl_balance,
+    masked_unimix_logits,
     normal_entropy,
     normal_logp,
     twohot_loss,
@@ -72,9 +73,7 @@ def policy_action(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, key: 
     Discrete actions come one-hot; an optional bool mask removes illegal actions before sampling.
     """
     if act_space.discrete:
-        logp = unimix_logits(out, cfg.unimix)
-        if mask is not None:
-            logp = jax.nn.log_softmax(jnp.where(mask, logp, -1e9), -1)
+        logp = unimix_logits(out, cfg.unimix) if mask is None else masked_unimix_logits(out, cfg.unimix, mask)
         index = jax.random.categorical(key, logp, -1)
         action = jax.nn.one_hot(index, act_space.n)
         return action, jnp.sum(action * logp, -1), categorical_entropy(logp)
@@ -110,9 +109,7 @@ def act_step(model: DreamerModel, params, deter, stoch, prev_action, image, is_f
 def _action_logp(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, action: jax.Array,
                  mask: jax.Array | None = None):
     if act_space.discrete:
-        logp = unimix_logits(out, cfg.unimix)
-        if mask is not None:
-            logp = jax.nn.log_softmax(jnp.where(mask, logp, -1e9), -1)
+        logp = unimix_logits(out, cfg.unimix) if mask is None else masked_unimix_logits(out, cfg.unimix, mask)
         return jnp.sum(action * logp, -1), categorical_entropy(logp)
     mean, std = bounded_normal(out)
     return normal_logp(mean, std, action), normal_entropy(std)
@@ -187,7 +184,12 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             legal_logits = m(feat, method=DreamerModel.legal)
             real_mask = batch["action_mask"]
             mask_loss = -jnp.sum(binary_logp(legal_logits, real_mask.astype(jnp.float32)), -1)
-            mask_acc = jnp.mean((legal_logits > 0) == real_mask)
+            said_legal = legal_logits > 0
+            mask_metrics = {  # per-action accuracy is dominated by the many illegal actions: also these
+                "mask/acc": jnp.mean(said_legal == real_mask),
+                "mask/exact": jnp.mean(jnp.all(said_legal == real_mask, -1)),
+                "mask/recall": jnp.sum(said_legal & real_mask) / jnp.maximum(jnp.sum(real_mask), 1),
+            }
         dyn_loss, rep_loss = kl_balance(post, prior, cfg.free_nats)
         kl = sg(jnp.sum(categorical_kl(post, prior), -1))
 
@@ -268,8 +270,14 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             "imag/reward": img_reward.mean(), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
         })
         if masked:
-            metrics["mask/acc"] = mask_acc
-            metrics["imag/legal_start"] = jnp.mean(jnp.sum(img_action[0] * start_mask, -1))
+            metrics.update(mask_metrics)
+            # The share of first imagined actions legal under the replayed mask (start states with any legal
+            # action), of later ones legal under the predicted mask, and of actions the predicted masks allow.
+            start_real = real_mask[:, -k_start:].reshape(B * k_start, -1)
+            has_legal = jnp.any(start_real, -1)
+            metrics["imag/legal_start"] = jnp.sum(jnp.sum(img_action[0] * start_real, -1) * has_legal) / \
+                jnp.maximum(jnp.sum(has_legal), 1)
+            metrics["imag/legal_later"] = jnp.mean(jnp.sum(img_action[1:] * img_mask[1:], -1))
             metrics["imag/legal_frac"] = jnp.mean(img_mask[1:].astype(jnp.float32))
         if K:  # the posterior latents of the replayed steps, for replay to start later sequences from
             metrics["latent/deter"] = jax.lax.stop_gradient(deter).astype(jnp.float16)

@@ -137,7 +137,9 @@ class Learner:
                 continue
             self.state = "training"
             t0 = time.monotonic()
-            buffers = buffer_sets[self.updates % 2]  # two sets: never refill the batch an update may still read
+            # Safe to refill: agent.train returns only once the update has finished reading its batch. The
+            # second set keeps that true if updates are ever queued ahead (JAX dispatches asynchronously).
+            buffers = buffer_sets[self.updates % 2]
             batch, positions = self.replay.sample_with_positions(self.batch_size, out=buffers)
             with self._lock:  # the agent's state and the update count change together (see snapshot())
                 metrics = self.agent.train(batch)

@@ -48,3 +48,42 @@ def test_no_checkpoint_gives_none(tmp_path) -> None:
     ck = Checkpointer(tmp_path / "ck")
     assert ck.restore(state_of(0.0), {"updates": 0, "env_step": 0}) is None
     ck.close()
+
+
+def test_torn_array_data_with_intact_metadata_still_falls_back(tmp_path, caplog) -> None:
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    ck.save(2, state_of(2.0), {"updates": 2, "env_step": 0})
+    torn = 0
+    for path in (tmp_path / "ck" / "2").rglob("*"):
+        if path.is_file() and "metadata" not in path.name.lower() and path.stat().st_size > 0:
+            path.write_bytes(b"\0" * 7)
+            torn += 1
+    assert torn
+    step, _, _ = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})
+    assert step == 1 and "checkpoint 2 is unreadable" in caplog.text
+    ck.close()
+
+
+def test_a_checkpoint_of_another_model_layout_stops_with_a_clear_error_and_is_kept(tmp_path) -> None:
+    """E.g. a chess run dir from before the mask head: restoring must not start afresh (keep-N would then
+    delete the old model's checkpoints) but say what differs."""
+    import pytest
+
+    from app.config import load_blocks
+    from trainer.config import TrainerConfig
+    from trainer.dreamer import init_state
+    from trainer.errors import TrainerError
+    from trainer.model import ActSpace
+
+    cfg = TrainerConfig(**load_blocks()["tiny"]["trainer"])
+    old = init_state(cfg, ActSpace(True, 6), (16, 16, 3), jax.random.PRNGKey(0))
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(3, old, {"updates": 3, "env_step": 0})
+    assert ck.restore(old, {"updates": 0, "env_step": 0})[0] == 3  # the same layout restores
+    new = init_state(cfg, ActSpace(True, 6, masked=True), (16, 16, 3), jax.random.PRNGKey(0))
+    with pytest.raises(TrainerError, match=r"another parameter layout \(missing: .*mask_mlp") as err:
+        ck.restore(new, {"updates": 0, "env_step": 0})
+    assert "unexpected" not in str(err.value) and "new run dir" in str(err.value)
+    assert ck.steps() == [3]
+    ck.close()

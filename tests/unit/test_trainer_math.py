@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 
 from trainer.config import TrainerConfig
-from trainer.dists import BINS, kl_balance, symexp, symlog, twohot, twohot_loss, twohot_mean
+from trainer.dists import (
+    BINS,
+    categorical_entropy,
+    kl_balance,
+    masked_unimix_logits,
+    symexp,
+    symlog,
+    twohot,
+    twohot_loss,
+    twohot_mean,
+)
 from trainer.optim import clip_by_agc, make_optimizer
 from trainer.returns import episode_ends, imagined_lambda_return, percentile_scale, replay_lambda_return
 
@@ -175,3 +185,16 @@ def test_optimizer_chain_hand_worked_steps() -> None:
     _, state10 = opt.update(10 * grad, state10, params)
     upd10, _ = opt.update(10 * grad, state10, params)
     assert np.allclose(upd10, upd, rtol=1e-4)
+
+
+def test_masked_unimix_mixes_over_the_legal_actions_only() -> None:
+    logits = jnp.array([[3.0, 0.0, 8.0, 8.0, -1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    mask = jnp.array([[True, True, False, False, False], [False] * 5])  # the second row has no legal action
+    probs = np.exp(np.asarray(masked_unimix_logits(logits, 0.01, mask)))
+    legal = np.exp([3.0, 0.0]) / np.exp([3.0, 0.0]).sum()
+    np.testing.assert_allclose(probs[0], [*(0.99 * legal + 0.01 / 2), 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(probs[1], 0.99 * np.exp(np.arange(1.0, 6.0)) / np.exp(np.arange(1.0, 6.0)).sum()
+                               + 0.01 / 5, rtol=1e-5)  # no legal action: all allowed
+    # The entropy bonus cannot push illegal logits up (which would flatten the legal choice through the mix).
+    grad = jax.grad(lambda x: categorical_entropy(masked_unimix_logits(x, 0.01, mask)).sum())(logits)
+    assert np.all(np.asarray(grad)[0, 2:] == 0) and np.all(np.isfinite(np.asarray(grad)))

@@ -148,8 +148,8 @@ def test_masked_actions_are_learned_and_respected_in_imagination() -> None:
         losses.append(float(metrics["loss/mask"]))
         accuracy.append(float(metrics["mask/acc"]))
     assert float(metrics["opt/finite"]) == 1.0
-    # The real mask bounds the first imagined action (any action where it has none).
-    assert float(metrics["imag/legal_start"]) == 1.0
+    # The real mask bounds the first imagined action, the predicted masks the later ones.
+    assert float(metrics["imag/legal_start"]) == 1.0 and float(metrics["imag/legal_later"]) == 1.0
     # Measured: the loss falls 4.5 -> 1.7 and accuracy rises 0.5 -> 0.96 ("all illegal" scores 0.7).
     assert np.mean(losses[-5:]) < 0.6 * losses[0] and np.mean(accuracy[-5:]) > 0.85
     # Imagined states use the predicted masks (about 0.4-0.7 of the actions legal here), not all actions.
@@ -200,6 +200,46 @@ def test_policy_respects_the_action_mask_and_dreams_have_the_right_shapes() -> N
     seq = np.stack([env.reset()[0]["image"] for _ in range(9)])
     pred = agent.open_loop(seq, np.zeros(9, np.int32), context=5)
     assert pred.shape == (4, 16, 16, 3) and pred.dtype == np.uint8
+
+
+class MaskedColourMatch(ColourMatch):
+    """ColourMatch where only the colour's action and the next one are legal (an `action_mask`, as in chess)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.observation_space = gym.spaces.Dict({**self.observation_space.spaces,
+                                                  "action_mask": gym.spaces.MultiBinary(3)})
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed)
+        return {**obs, "action_mask": np.isin(np.arange(3), [self.colour, (self.colour + 1) % 3])}, info
+
+    def step(self, action):
+        obs, *rest = super().step(action)
+        return {**obs, "action_mask": np.zeros(3, bool)}, *rest
+
+
+def test_an_agent_on_a_masked_env_compiles_trains_and_dreams_with_masks() -> None:
+    env = MaskedColourMatch()
+    agent = tiny_agent(env, policy_process=False)
+    assert agent.act_space.masked
+    agent.compile(8, 8)  # the compiled batch layout includes the masks
+    replay = Replay(step_spec((16, 16, 3), mask=3), capacity=2000, length=8, chunk_steps=64, seed=0)
+    for _ in range(40):
+        obs, _ = env.reset()
+        action, state = agent.policy(obs, None, True)
+        assert obs["action_mask"][action]
+        replay.add({"image": obs["image"], "action": np.int32(action), "reward": np.float32(0.0), "is_first": True,
+                    "is_last": False, "is_terminal": False, "action_mask": obs["action_mask"]})
+        obs, reward, *_ = env.step(action)
+        replay.add({"image": obs["image"], "action": np.int32(0), "reward": np.float32(reward), "is_first": False,
+                    "is_last": True, "is_terminal": True, "action_mask": obs["action_mask"]})
+    for _ in range(2):
+        metrics = jax.device_get(agent.train(replay.sample(8)))
+    assert metrics["opt/finite"] == 1.0 and np.isfinite(metrics["loss/mask"])
+    assert metrics["imag/legal_start"] == 1.0 and metrics["imag/legal_later"] == 1.0
+    frames, rewards = agent.imagine(state, horizon=4)  # the overlay's dream follows the predicted masks
+    assert frames.shape == (4, 16, 16, 3) and np.isfinite(rewards).all()
 
 
 def test_tiny_agent_learns_a_trivial_pixel_task() -> None:
