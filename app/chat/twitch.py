@@ -81,6 +81,8 @@ class TwitchChat:
                 await asyncio.sleep(0.2)
                 # twitchio reconnects a dropped socket by itself, but gives up for good on some closes (4003
                 # "unused", a revoked subscription) while its client keeps running: start over after a while.
+                if client.channel_id and client.deaf_since is None and client.listener_died():
+                    client._deaf("the EventSub listener stopped (connection lost, or a frame twitchio cannot read)")
                 if client.deaf_since is not None and loop.time() - client.deaf_since > DEAF_AFTER_S:
                     raise ChatSetupError(f"no Twitch chat subscription for {DEAF_AFTER_S:.0f} s; logging in again")
             if task.done():
@@ -147,6 +149,21 @@ def _client_class():
 
         async def event_subscription_revoked(self, payload: Any) -> None:
             self._deaf("Twitch revoked the chat subscription")
+
+        def listener_died(self) -> bool:
+            """True when a socket's listener task has ended while the socket stays registered.
+
+            twitchio 3.3's listener ends for good on a JSON frame without `metadata` (a KeyError), with no
+            event and no reconnect that would start it again: chat goes deaf silently. This reads twitchio
+            internals (the version is pinned); if they are not there, it reports nothing.
+            """
+            sockets = getattr(self, "_websockets", {})
+            for pair in list(sockets.values()):
+                for socket in list(pair.values()):
+                    task = getattr(socket, "_listen_task", None)
+                    if task is not None and task.done():
+                        return True
+            return False
 
         def _deaf(self, why: str) -> None:
             if self.deaf_since is None:

@@ -163,6 +163,16 @@ def test_a_bot_that_twitch_stops_listening_to_logs_in_again(fake, bot, monkeypat
     assert not bot.twitch.connected
 
 
+def test_a_bot_whose_listener_dies_on_a_frame_without_metadata_logs_in_again(fake, bot, monkeypatch) -> None:
+    import app.chat.twitch
+
+    monkeypatch.setattr(app.chat.twitch, "DEAF_AFTER_S", 2.0)
+    fake.send_raw('{"payload": {}}')  # valid JSON, no "metadata": twitchio's listener task ends with a KeyError
+    bot.thread.join(timeout=60)
+    assert bot.error and "no Twitch chat subscription for 2 s; logging in again" in str(bot.error[0])
+    assert not bot.twitch.connected
+
+
 def test_the_app_steers_from_twitch_chat_end_to_end(fake, app_factory, tmp_path) -> None:
     """`dreamstream run` with the Twitch bot on (twitchio pointed at the fake by a test-only sitecustomize)."""
     import json
