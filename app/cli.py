@@ -270,7 +270,7 @@ def _cmd_dry_run(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
     cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
     probe = envs.make_from_config(cfg.env)
     image_shape = tuple(probe.observation_space["image"].shape)
-    act = act_space_of(probe.action_space, masked="action_mask" in probe.observation_space.spaces)
+    act = act_space_of(probe.action_space, probe.observation_space)
     probe.close()
     print(f"env {cfg.env.id}: image {image_shape}, {'discrete' if act.discrete else 'continuous'} "
                  f"actions ({act.n})")

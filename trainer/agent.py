@@ -41,9 +41,10 @@ def data_mesh(batch_size: int) -> Mesh | None:
     return Mesh(np.array(devices), ("data",))
 
 
-def act_space_of(space: gym.Space, masked: bool = False) -> ActSpace:
-    """Return the agent's view of a Gymnasium action space (Discrete, or a Box in [-1, 1]); `masked` when the
-    observations carry an `action_mask` of the legal discrete actions."""
+def act_space_of(space: gym.Space, obs_space: gym.Space | None = None) -> ActSpace:
+    """Return the agent's view of a Gymnasium action space (Discrete, or a Box in [-1, 1]); masked when the
+    observations (`obs_space`) carry an `action_mask` of the legal discrete actions."""
+    masked = "action_mask" in getattr(obs_space, "spaces", {})
     if isinstance(space, gym.spaces.Discrete):
         return ActSpace(True, int(space.n), masked)
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
@@ -67,7 +68,7 @@ class DreamerAgent:
     def __init__(self, cfg: TrainerConfig, obs_space: gym.spaces.Dict, action_space: gym.Space) -> None:
         self.cfg = cfg
         self.image_shape = tuple(obs_space["image"].shape)
-        self.act_space = act_space_of(action_space, masked="action_mask" in getattr(obs_space, "spaces", {}))
+        self.act_space = act_space_of(action_space, obs_space)
         self.action_space = action_space
         self.model = DreamerModel(cfg, self.act_space, self.image_shape)
         self._key = jax.random.PRNGKey(cfg.seed)

@@ -121,6 +121,11 @@ def kl_balance(post: jax.Array, prior: jax.Array, free_nats: float) -> tuple[jax
     return jnp.maximum(free_nats, dyn), jnp.maximum(free_nats, rep)
 
 
+def allow_all_if_none(legal: jax.Array) -> jax.Array:
+    """Return the mask with every action allowed where none is (sampling needs at least one)."""
+    return legal | ~jnp.any(legal, -1, keepdims=True)
+
+
 def masked_unimix_logits(logits: jax.Array, unimix: float, mask: jax.Array) -> jax.Array:
     """Return log-probabilities of (1 - unimix) * softmax over the legal actions + unimix / (legal count).
 
@@ -129,7 +134,7 @@ def masked_unimix_logits(logits: jax.Array, unimix: float, mask: jax.Array) -> j
     flattens the policy over the legal ones. A row with no legal action is treated as all legal.
     """
     logits = logits.astype(jnp.float32)
-    mask = mask | ~jnp.any(mask, -1, keepdims=True)
+    mask = allow_all_if_none(mask)
     probs = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), -1)
     if unimix > 0:
         probs = (1 - unimix) * probs + unimix * mask / jnp.sum(mask, -1, keepdims=True)

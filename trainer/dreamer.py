@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trainer.config import TrainerConfig
 from trainer.dists import (
+    allow_all_if_none,
     binary_logp,
     bounded_normal,
     categorical_entropy,
@@ -80,11 +81,6 @@ def policy_action(cfg: TrainerConfig, act_space: ActSpace, out: jax.Array, key: 
     mean, std = bounded_normal(out)
     action = mean + std * jax.random.normal(key, mean.shape)
     return action, normal_logp(mean, std, action), normal_entropy(std)
-
-
-def allow_all_if_none(legal: jax.Array) -> jax.Array:
-    """Return the mask with every action allowed where none is (sampling needs at least one)."""
-    return legal | ~jnp.any(legal, -1, keepdims=True)
 
 
 def predicted_mask(logits: jax.Array) -> jax.Array:
@@ -199,8 +195,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         start_stoch = sg(stoch[:, -k_start:]).reshape(B * k_start, cfg.stoch, cfg.classes)
         # The legal actions of each start state are known (replayed); later imagined states use the mask head.
         # (A step with no legal action is an episode's last observation: any action may be imagined there.)
-        start_mask = allow_all_if_none(real_mask[:, -k_start:].reshape(B * k_start, -1)) if masked else \
-            jnp.ones((B * k_start, 1), bool)
+        start_real = real_mask[:, -k_start:].reshape(B * k_start, -1) if masked else None
+        start_mask = allow_all_if_none(start_real) if masked else jnp.ones((B * k_start, 1), bool)
 
         def imagine(carry, k):
             deter_i, stoch_i, mask_i = carry
@@ -273,7 +269,6 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
             metrics.update(mask_metrics)
             # The share of first imagined actions legal under the replayed mask (start states with any legal
             # action), of later ones legal under the predicted mask, and of actions the predicted masks allow.
-            start_real = real_mask[:, -k_start:].reshape(B * k_start, -1)
             has_legal = jnp.any(start_real, -1)
             metrics["imag/legal_start"] = jnp.sum(jnp.sum(img_action[0] * start_real, -1) * has_legal) / \
                 jnp.maximum(jnp.sum(has_legal), 1)

@@ -111,18 +111,16 @@ class _Stream:
 
     def window(self, start: int, length: int) -> dict[str, np.ndarray]:
         """Return steps [start, start + length) by their global index (all must still be in RAM)."""
-        lo = start % self.capacity
-        if lo + length <= self.capacity:  # contiguous in the ring: a plain copy, much faster than a gather
-            return {k: v[lo:lo + length].copy() for k, v in self.data.items()}
-        idx = np.arange(start, start + length) % self.capacity
-        return {k: v[idx] for k, v in self.data.items()}
+        out = {k: np.empty((1, length, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
+        self.copy_window(start, out, 0)
+        return {k: v[0] for k, v in out.items()}
 
     def copy_window(self, start: int, out: dict[str, np.ndarray], row: int) -> None:
         """Copy steps [start, start + L) into row `row` of each [B, L, ...] array in `out`."""
         lo = start % self.capacity
         for k, v in self.data.items():
             dst = out[k][row]
-            if lo + len(dst) <= self.capacity:
+            if lo + len(dst) <= self.capacity:  # contiguous in the ring: a plain copy, much faster than a gather
                 dst[...] = v[lo:lo + len(dst)]
             else:
                 np.take(v, np.arange(lo, lo + len(dst)) % self.capacity, axis=0, out=dst)
