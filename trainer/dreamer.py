@@ -179,12 +179,19 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         if masked:
             legal_logits = m(feat, method=DreamerModel.legal)
             real_mask = batch["action_mask"]
-            mask_loss = -jnp.sum(binary_logp(legal_logits, real_mask.astype(jnp.float32)), -1)
+            # Class-balanced: a chess position has ~30 legal moves of 4,096, and a plain sum of per-action losses
+            # is minimised by calling everything illegal (recall ~0). Each legal action's term is weighted by
+            # illegal/legal (at least 1), so both classes weigh the same and logit > 0 is the balanced decision.
+            legal_f = real_mask.astype(jnp.float32)
+            n_legal = jnp.sum(legal_f, -1, keepdims=True)
+            pos_weight = sg(jnp.maximum((legal_f.shape[-1] - n_legal) / jnp.maximum(n_legal, 1.0), 1.0))
+            mask_loss = -jnp.sum(binary_logp(legal_logits, legal_f) * jnp.where(real_mask, pos_weight, 1.0), -1)
             said_legal = legal_logits > 0
             mask_metrics = {  # per-action accuracy is dominated by the many illegal actions: also these
                 "mask/acc": jnp.mean(said_legal == real_mask),
                 "mask/exact": jnp.mean(jnp.all(said_legal == real_mask, -1)),
                 "mask/recall": jnp.sum(said_legal & real_mask) / jnp.maximum(jnp.sum(real_mask), 1),
+                "mask/precision": jnp.sum(said_legal & real_mask) / jnp.maximum(jnp.sum(said_legal), 1),
             }
         dyn_loss, rep_loss = kl_balance(post, prior, cfg.free_nats)
         kl = sg(jnp.sum(categorical_kl(post, prior), -1))
@@ -257,13 +264,19 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         scales = {"dyn": cfg.dyn_scale, "rep": cfg.rep_scale, "repval": cfg.repval_scale}
         total = sum(scales.get(k, 1.0) * v for k, v in losses.items())
         metrics = {f"loss/{k}": v for k, v in losses.items()}
+        # Imagined quantities are averaged with the trajectory weights: states after a predicted episode end
+        # (most of them in short episodes) are never trained on and would otherwise dominate the means.
+        wmean = lambda x, w=weight: jnp.sum(w[: x.shape[0]] * x) / jnp.maximum(jnp.sum(w[: x.shape[0]]), 1e-6)
         metrics.update({
             "loss/total": total, "wm/kl": kl.mean(),
             "wm/post_ent": categorical_entropy(post).sum(-1).mean(),
             "wm/prior_ent": categorical_entropy(prior).sum(-1).mean(),
-            "actor/entropy": entropy.mean(), "ret/mean": returns.mean(), "ret/p5": lo, "ret/p95": hi,
-            "ret/scale": scale, "adv/mag": jnp.abs(adv).mean(), "value/mean": value.mean(),
-            "imag/reward": img_reward.mean(), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
+            "actor/entropy": wmean(entropy), "ret/mean": wmean(returns), "ret/p5": lo, "ret/p95": hi,
+            "ret/scale": scale, "adv/mag": wmean(jnp.abs(adv)), "value/mean": wmean(value[:H]),
+            "imag/reward": wmean(img_reward[1:]), "imag/cont": img_cont.mean(), "imag/weight": weight.mean(),
+            # From live start states only: the return and the reward the first imagined action is expected to
+            # bring (in a one-move game such as mate-in-1, the world model's belief that the actor's move wins).
+            "ret/start": wmean(returns[:1]), "imag/reward_first": wmean(img_reward[1:2]),
         })
         if masked:
             metrics.update(mask_metrics)
