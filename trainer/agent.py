@@ -23,6 +23,7 @@ from trainer.dists import twohot_mean
 from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action, predicted_mask
 from trainer.errors import TrainerError
 from trainer.model import ActSpace, DreamerModel, feature
+from trainer.replay import packed_size
 
 __all__ = ["DreamerAgent", "PolicyState", "act_space_of", "data_mesh"]
 
@@ -211,7 +212,7 @@ class DreamerAgent:
                  "reward": jax.ShapeDtypeStruct((b, t), jnp.float32),
                  **{k: jax.ShapeDtypeStruct((b, t), jnp.bool_) for k in ("is_first", "is_last", "is_terminal")}}
         if self.act_space.masked:
-            batch["action_mask"] = jax.ShapeDtypeStruct((b, t, self.act_space.n), jnp.bool_)
+            batch["action_mask"] = jax.ShapeDtypeStruct((b, t, packed_size(self.act_space.n)), jnp.uint8)
         if self.cfg.replay_context:
             batch.update({"deter": jax.ShapeDtypeStruct((b, t, self.cfg.deter), jnp.float16),
                           "stoch": jax.ShapeDtypeStruct((b, t, self.cfg.stoch), jnp.uint16),

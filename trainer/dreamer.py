@@ -121,7 +121,8 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
 
     batch: image uint8[B, T, H, W, C]; action int32[B, T] (discrete) or float32[B, T, A]; reward float32[B, T];
     is_first, is_last, is_terminal bool[B, T]. `action[t]` is the action taken after observing step t.
-    With a masked action space also action_mask bool[B, T, n]: the legal actions at step t. The mask head
+    With a masked action space also action_mask bool[B, T, n] or, packed as the replay keeps it,
+    uint8[B, T, ceil(n / 8)]: the legal actions at step t. The mask head
     learns it; imagination samples the first action from the real mask of its start state and later ones
     from the predicted mask, and the actor's log-probabilities use the same masks (as acting does).
     """
@@ -179,6 +180,9 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         if masked:
             legal_logits = m(feat, method=DreamerModel.legal)
             real_mask = batch["action_mask"]
+            if real_mask.dtype == jnp.uint8:  # packed by the replay, 8 actions a byte (trainer.replay.pack_mask)
+                real_mask = jnp.unpackbits(real_mask, axis=-1, count=act_space.n, bitorder="little")
+            real_mask = real_mask.astype(bool)
             # Class-balanced: a chess position has ~30 legal moves of 4,096, and a plain sum of per-action losses
             # is minimised by calling everything illegal (recall ~0). Each legal action's term is weighted by
             # illegal/legal (at least 1), so both classes weigh the same and logit > 0 is the balanced decision.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Replay", "Step", "step_spec"]
+__all__ = ["Replay", "Step", "pack_mask", "step_spec", "unpack_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class Step:
             "is_terminal": ((), np.dtype(bool)),
         }
         if self.mask is not None:
-            fields["action_mask"] = ((self.mask,), np.dtype(bool))
+            # Packed 8 legal-action bits per byte (`pack_mask`): chess's 4,096 from-to moves take 512 bytes a
+            # step instead of 4,096 (a third of a 64x64 frame; 3.6 GB less RAM per million steps).
+            fields["action_mask"] = ((packed_size(self.mask),), np.dtype(np.uint8))
         if self.latent is not None:
             deter, stoch = self.latent
             fields["deter"] = ((deter,), np.dtype(np.float16))
@@ -76,8 +78,35 @@ def step_spec(image_shape: tuple[int, int, int], action_shape: tuple[int, ...] =
     return Step(tuple(image_shape), tuple(action_shape), action_dtype, tuple(latent) if latent else None, mask)
 
 
-MISSING = {"action_mask": True}
+MISSING = {"action_mask": 0xFF}
 """The value of a field a step or an older chunk lacks, where it is not zero: an unknown mask allows all."""
+
+
+def packed_size(n: int) -> int:
+    """Bytes of a packed mask of `n` actions."""
+    return (n + 7) // 8
+
+
+def pack_mask(mask: np.ndarray) -> np.ndarray:
+    """Pack bool[..., n] legal actions into uint8[..., ceil(n / 8)], action i in bit i % 8 of byte i // 8.
+
+    The train step unpacks with `jnp.unpackbits(x, axis=-1, count=n, bitorder="little")`.
+    """
+    return np.packbits(np.asarray(mask, bool), axis=-1, bitorder="little")
+
+
+def unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
+    """Return bool[..., n] from `pack_mask`'s uint8[..., ceil(n / 8)]."""
+    return np.unpackbits(packed, axis=-1, count=n, bitorder="little").astype(bool)
+
+
+def _packed_masks(spec: Step, steps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pack the `action_mask` of a step or of a block of steps if it comes as bools (the env's, or a chunk
+    written before masks were packed)."""
+    mask = steps.get("action_mask")
+    if spec.mask is None or mask is None or np.asarray(mask).dtype != bool:
+        return steps
+    return {**steps, "action_mask": pack_mask(mask)}
 
 
 class _Stream:
@@ -157,6 +186,7 @@ class Replay:
     def add(self, step: dict[str, np.ndarray], stream: int = 0) -> None:
         """Append one step (keys: image, action, reward, is_first, is_last, is_terminal) to `stream`."""
         s = self._streams[stream]
+        step = _packed_masks(self.spec, step)
         with self._lock:
             s.append(step)
             self.inserted += 1
@@ -281,7 +311,7 @@ class Replay:
                 except Exception as exc:  # a torn or foreign file: BadZipFile, EOFError, ...
                     log.warning("skipping damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
                     continue
-                s.extend(start, arrays)  # step numbering continues where the newest chunk ends
+                s.extend(start, _packed_masks(self.spec, arrays))  # numbering continues after the newest chunk
                 loaded += len(arrays["reward"])
             self._saved_upto[stream] = s.count
             self._next_online[stream] = s.count  # loaded data was trained on before: not queued again

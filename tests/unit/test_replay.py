@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from trainer.replay import Replay, step_spec
+from trainer.replay import Replay, pack_mask, step_spec, unpack_mask
 
 SPEC = step_spec((4, 4, 3))
 
@@ -218,8 +218,33 @@ def test_action_masks_are_stored_and_chunks_without_them_load_as_all_legal(tmp_p
         legal = np.arange(5) == i % 5
         masked.add({**step(i), "action_mask": legal})
     batch = masked.sample(40)
-    assert batch["action_mask"].shape == (40, 8, 5)
-    for rewards, masks in zip(batch["reward"], batch["action_mask"], strict=True):
+    assert batch["action_mask"].shape == (40, 8, 1) and batch["action_mask"].dtype == np.uint8  # packed
+    for rewards, masks in zip(batch["reward"], unpack_mask(batch["action_mask"], 5), strict=True):
         for r, legal in zip(rewards, masks, strict=True):
             expected = np.ones(5, bool) if r < 32 else np.arange(5) == int(r) % 5
             assert np.array_equal(legal, expected), (r, legal)
+
+
+@pytest.mark.parametrize("n", [1, 8, 13, 64, 4096])
+def test_masks_are_packed_eight_actions_a_byte_and_unpack_exactly(n) -> None:
+    rng = np.random.default_rng(n)
+    mask = rng.random((3, 7, n)) < 0.3
+    packed = pack_mask(mask)
+    assert packed.shape == (3, 7, (n + 7) // 8) and packed.dtype == np.uint8
+    assert np.array_equal(unpack_mask(packed, n), mask)
+    assert np.array_equal(unpack_mask(pack_mask(np.ones(n, bool)), n), np.ones(n, bool))
+
+
+def test_a_chunk_with_unpacked_masks_loads_packed(tmp_path) -> None:
+    """Chunks written while masks were kept as one byte per action (before packing) still load."""
+    spec = step_spec((4, 4, 3), mask=12)
+    legal = np.arange(12)[None, :] % 3 == np.arange(16)[:, None] % 3
+    steps = {"image": np.zeros((16, 4, 4, 3), np.uint8), "action": np.zeros(16, np.int32),
+             "reward": np.arange(16, dtype=np.float32), "is_first": np.arange(16) == 0,
+             "is_last": np.zeros(16, bool), "is_terminal": np.zeros(16, bool), "action_mask": legal}
+    np.savez(tmp_path / "chunk-00-000000000000-000016.npz", **steps)
+    replay = Replay(spec, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert replay.load() == 16
+    batch = replay.sample(4)
+    for rewards, masks in zip(batch["reward"], unpack_mask(batch["action_mask"], 12), strict=True):
+        assert np.array_equal(masks, legal[rewards.astype(int)])

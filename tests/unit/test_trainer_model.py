@@ -17,7 +17,7 @@ from trainer.agent import DreamerAgent
 from trainer.config import TrainerConfig
 from trainer.dreamer import init_state, make_train_step
 from trainer.model import ActSpace, count_parameters
-from trainer.replay import Replay, step_spec
+from trainer.replay import Replay, pack_mask, step_spec
 
 TINY = TrainerConfig(**load_blocks()["tiny"]["trainer"])
 
@@ -154,6 +154,11 @@ def test_masked_actions_are_learned_and_respected_in_imagination() -> None:
     assert np.mean(losses[-5:]) < 0.6 * losses[0] and np.mean(accuracy[-5:]) > 0.85
     # Imagined states use the predicted masks (about 0.4-0.7 of the actions legal here), not all actions.
     assert float(metrics["imag/legal_frac"]) < 0.9
+    # The replay's packed masks (8 actions a byte) train exactly as the env's bool masks.
+    _, from_bools = step(state, batch, jax.random.PRNGKey(99))
+    _, from_packed = step(state, {**batch, "action_mask": pack_mask(batch["action_mask"])}, jax.random.PRNGKey(99))
+    assert float(from_packed["loss/mask"]) == float(from_bools["loss/mask"])
+    assert float(from_packed["loss/total"]) == float(from_bools["loss/total"])
     unmasked = ActSpace(True, 6)
     _, plain = train_step_for(cfg, unmasked)(init_state(cfg, unmasked, (64, 64, 3), jax.random.PRNGKey(0)),
                                             batch_of(cfg, unmasked), jax.random.PRNGKey(0))
