@@ -61,7 +61,8 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
             except (EOFError, OSError):
                 return
 
-    threading.Thread(target=receive_params, name="policy-params", daemon=True).start()
+    receiver = threading.Thread(target=receive_params, name="policy-params", daemon=True)
+    receiver.start()
     conn.send(("ok", None))
     streams: dict[int, tuple] = {}
     blank = (jnp.zeros((1, cfg.deter)), jnp.zeros((1, cfg.stoch, cfg.classes)), jnp.zeros((1, act_space.n)))
@@ -72,6 +73,9 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
         except (EOFError, OSError):
             return  # the parent is gone
         if kind == "close":
+            # The parent closed the parameter pipe first, so the receiver ends (EOFError); a daemon thread still
+            # inside JAX at interpreter exit is unwound by force ("terminate called ..." on stderr).
+            receiver.join(timeout=5)
             return
         stream, image, mask, is_first = payload
         params = latest["params"]
@@ -183,6 +187,8 @@ class PolicyServer:
 
     def close(self) -> None:
         with self._lock:
+            with self._params_lock:
+                self._params_conn.close()  # ends the child's parameter thread before the child exits
             with contextlib.suppress(OSError):
                 self._conn.send(("close", None))
             self._proc.join(timeout=10)
