@@ -50,7 +50,7 @@ def load_policy(cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space
 
     enable_compile_cache(run_root / "compile_cache")
     agent = DreamerAgent(cfg.trainer, obs_space, action_space)
-    checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints)
+    checkpointer = Checkpointer(run_root / "checkpoints", read_only=True)
     try:
         restored = checkpointer.restore(agent.state, {"updates": 0, "env_step": 0})
     finally:

@@ -46,7 +46,8 @@ def main() -> None:
 
     import envs
     from app.config import resolve
-    from app.training import load_policy
+    from trainer.agent import DreamerAgent
+    from trainer.checkpoint import Checkpointer
     from trainer.dists import twohot_mean
     from trainer.model import DreamerModel, feature
 
@@ -55,8 +56,18 @@ def main() -> None:
     cfg = resolve([], [("env.mate.split", args.split)], environ={}, base=saved)
     if cfg.env.id != "chess-mate-in-1":
         raise SystemExit(f"{args.logdir} trains {cfg.env.id}, not chess-mate-in-1")
+    if cfg.env.mate.action_mode != "fromto" or cfg.env.mate.underpromotion:
+        raise SystemExit("the probe needs one action per move (env.mate.action_mode: fromto, no underpromotion "
+                         "picker): with clicks, one action only selects a square and no single action mates")
     env = envs.make_from_config(cfg.env)
-    agent, step = load_policy(cfg, env.observation_space, env.action_space, args.logdir)
+    agent = DreamerAgent(cfg.trainer, env.observation_space, env.action_space)
+    checkpointer = Checkpointer(args.logdir / "checkpoints", read_only=True)  # the run may still be training
+    restored = checkpointer.restore(agent.state, {"updates": 0, "env_step": 0})
+    checkpointer.close()
+    if restored is None:
+        raise SystemExit(f"{args.logdir} has no readable checkpoint")
+    step, state, _ = restored
+    agent.load_state(state)
     n_actions = agent.act_space.n
     m = functools.partial(agent.model.apply, {"params": agent.params})
 
@@ -103,9 +114,9 @@ def main() -> None:
         deter, stoch, logits, decoded = first_step(jnp.asarray(obs["image"]), jax.random.PRNGKey(i))
         # Fixed shapes for jit: pad the moves to a multiple of 64.
         pad = -len(legal) % 64
-        actions = np.eye(n_actions, dtype=np.float32)[np.concatenate([legal, np.zeros(pad, int)])]
+        actions = jax.nn.one_hot(np.concatenate([legal, np.zeros(pad, int)]), n_actions)
         images = np.concatenate([np.stack(nexts), np.zeros((pad, *nexts[0].shape), np.uint8)])
-        prior_r, post_r = (np.asarray(x)[: len(legal)] for x in judge(deter, stoch, jnp.asarray(actions),
+        prior_r, post_r = (np.asarray(x)[: len(legal)] for x in judge(deter, stoch, actions,
                                                                        jnp.asarray(images), jax.random.PRNGKey(i)))
         logits = np.where(obs["action_mask"], np.asarray(logits, np.float64), -np.inf)
         p = np.exp(logits - logits.max())
@@ -127,7 +138,7 @@ def main() -> None:
         pred_other += list(prior_r[~mate])
         if args.recon and i < 4:
             recon.append(np.concatenate([obs["image"], (np.clip(np.asarray(decoded), 0, 1) * 255).astype(np.uint8)], 1))
-    mean = lambda k, scale=1.0: round(scale * float(np.mean(rows[k])), 3)
+    mean = lambda k, scale=1.0: round(scale * float(np.mean(rows[k])), 3) if rows[k] else None
     t = cfg.trainer
     print(json.dumps({
         "checkpoint": step, "split": args.split, "positions": args.positions,
@@ -137,8 +148,8 @@ def main() -> None:
         "actor_solve_%": mean("actor_win", 100), "actor_mass_on_mates": mean("actor_mass"),
         "actor_move_predicted_reward": mean("actor_pred"),
         "prior_best_move_solve_%": mean("prior_win", 100), "prior_auc": mean("prior_auc"),
-        "prior_reward_mating": round(float(np.mean(pred_mate)), 3),
-        "prior_reward_other": round(float(np.mean(pred_other)), 3),
+        "prior_reward_mating": round(float(np.mean(pred_mate)), 3) if pred_mate else None,
+        "prior_reward_other": round(float(np.mean(pred_other)), 3) if pred_other else None,
         "posterior_best_move_solve_%": mean("post_win", 100), "posterior_auc": mean("post_auc"),
     }))
     if recon:

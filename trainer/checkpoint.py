@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 class Checkpointer:
     """Saves and restores {state, meta} pytrees under `directory/<step>`."""
 
-    def __init__(self, directory: Path, *, keep: int = 3, keep_best: int = 1, best_metric: str = "score") -> None:
+    def __init__(self, directory: Path, *, keep: int = 3, keep_best: int = 1, best_metric: str = "score",
+                 read_only: bool = False) -> None:
+        """`read_only`: restore only, and touch nothing on disk (no folder made, no unfinished save of a run
+        that is still training cleaned up, no old checkpoint deleted): for eval and diagnostics."""
         self.directory = Path(directory).resolve()
         self.best_metric = best_metric
         policies = [ocm.LatestN(keep)]
@@ -39,9 +42,11 @@ class Checkpointer:
         if jax.process_count() > 1:
             # Training across processes: process 0 alone writes (host copies of the replicated state).
             multiprocessing = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
-        self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not create it for a subset of processes
+        if not read_only:
+            self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not create it for a subset of processes
         options = ocp.CheckpointManagerOptions(preservation_policy=ocm.AnyPreservationPolicy(policies),
-                                               enable_async_checkpointing=False, cleanup_tmp_directories=True,
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

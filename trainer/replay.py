@@ -104,9 +104,11 @@ def _packed_masks(spec: Step, steps: dict[str, np.ndarray]) -> dict[str, np.ndar
     """Pack the `action_mask` of a step or of a block of steps if it comes as bools (the env's, or a chunk
     written before masks were packed)."""
     mask = steps.get("action_mask")
-    if spec.mask is None or mask is None or np.asarray(mask).dtype != bool:
+    if spec.mask is None or mask is None:
         return steps
-    return {**steps, "action_mask": pack_mask(mask)}
+    mask = np.asarray(mask)
+    unpacked = mask.dtype == bool or (mask.shape[-1] == spec.mask != packed_size(spec.mask))  # e.g. 0/1 ints
+    return {**steps, "action_mask": pack_mask(mask.astype(bool))} if unpacked else steps
 
 
 class _Stream:

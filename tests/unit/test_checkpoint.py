@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,3 +89,22 @@ def test_a_checkpoint_of_another_model_layout_stops_with_a_clear_error_and_is_ke
     assert "unexpected" not in str(err.value) and "new run dir" in str(err.value)
     assert ck.steps() == [3]
     ck.close()
+
+
+def test_a_read_only_checkpointer_restores_and_touches_nothing(tmp_path) -> None:
+    """Eval and diagnostics read a run that may still be training: they must not clean up its unfinished
+    save (a plain checkpointer deletes orbax's tmp folders when it opens, measured alone; not reliably
+    after other managers in the same process, so the test does not assert it) nor create folders."""
+    ck = Checkpointer(tmp_path / "ck")
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    ck.close()
+    unfinished = tmp_path / "ck" / "2.orbax-checkpoint-tmp-1795738444123456"  # a save in progress
+    shutil.copytree(tmp_path / "ck" / "1", unfinished)
+    reader = Checkpointer(tmp_path / "ck", read_only=True)
+    step, restored, _ = reader.restore(state_of(0.0), {"updates": 0, "env_step": 0})
+    reader.close()
+    assert step == 1 and np.allclose(restored["params"]["w"], 1.0) and unfinished.exists()
+    missing = Checkpointer(tmp_path / "none", read_only=True)
+    assert missing.restore(state_of(0.0), {"updates": 0, "env_step": 0}) is None
+    missing.close()
+    assert not (tmp_path / "none").exists()

@@ -216,7 +216,7 @@ def test_action_masks_are_stored_and_chunks_without_them_load_as_all_legal(tmp_p
     assert masked.load() == 32
     for i in range(32, 48):
         legal = np.arange(5) == i % 5
-        masked.add({**step(i), "action_mask": legal})
+        masked.add({**step(i), "action_mask": legal if i % 2 else legal.astype(np.int8)})  # bools or 0/1s
     batch = masked.sample(40)
     assert batch["action_mask"].shape == (40, 8, 1) and batch["action_mask"].dtype == np.uint8  # packed
     for rewards, masks in zip(batch["reward"], unpack_mask(batch["action_mask"], 5), strict=True):
