@@ -76,15 +76,17 @@ class FrameFeed:
         self.opponent = ""
         self.arrow: tuple[float, float, float, float] | None = None
         self.latent: Any = None
+        self.latent_mask: np.ndarray | None = None
 
     # -- events -------------------------------------------------------------------------------------------
 
     def on_step(self, image: np.ndarray, stored_action: Any, latent: Any, info: Mapping[str, Any],
-                env: Any) -> None:
-        """Called by the actor after each decision: the observation it acted on and the action taken."""
+                env: Any, mask: np.ndarray | None = None) -> None:
+        """Called by the actor after each decision: the observation it acted on (its image and, in games with
+        illegal actions, its `action_mask`) and the action taken."""
         with self._lock:
             self._recent.append((image, stored_action))
-            self.latent = latent
+            self.latent, self.latent_mask = latent, mask
         unwrapped = getattr(env, "unwrapped", env)
         if hasattr(unwrapped, "agent_white") and "move" in info:
             self.arrow = move_arrow(info["move"], unwrapped.agent_white)
@@ -121,7 +123,7 @@ class FrameFeed:
         if not hasattr(agent, "open_loop"):
             return False
         with self._lock:
-            recent, latent = list(self._recent), self.latent
+            recent, latent, mask = list(self._recent), self.latent, self.latent_mask
             if len(recent) < MIN_DREAM_FRAMES:
                 recent = self._last_episode
         if len(recent) < MIN_DREAM_FRAMES or latent is None:
@@ -129,7 +131,7 @@ class FrameFeed:
         frames = np.stack([image for image, _ in recent])
         actions = np.stack([np.asarray(action) for _, action in recent])
         prediction = agent.open_loop(frames, actions, context=CONTEXT)
-        imagined, rewards = agent.imagine(latent, self.cfg.imagine_horizon)
+        imagined, rewards = agent.imagine(latent, self.cfg.imagine_horizon, mask)
         self._dream_version += 1
         self._dream = Dream(reality=frames, prediction=prediction, context=CONTEXT, imagined=imagined,
                             imagined_reward=rewards, version=self._dream_version)

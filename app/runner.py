@@ -272,13 +272,13 @@ class Runner:
                 action, state = training.policy(obs, state, is_first)
                 training.record(obs, action, reward, is_first=is_first, is_last=False, is_terminal=False,
                                 latent=state)
-                acted_on = obs["image"]
+                acted_on, acted_mask = obs["image"], obs.get("action_mask")
                 obs, reward, terminated, truncated, info = env.step(action)
                 is_first = False
                 score += float(reward)
                 length += 1
                 view = env.render() if native else None
-                self.feed.on_step(acted_on, training.stored_action(action), state, info, env)
+                self.feed.on_step(acted_on, training.stored_action(action), state, info, env, acted_mask)
                 with self._lock:
                     self.counters.env_step += 1
                     step = self.counters.env_step

@@ -19,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from trainer.config import TrainerConfig
-from trainer.dists import twohot_mean
+from trainer.dists import allow_all_if_none, twohot_mean
 from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action, predicted_mask
 from trainer.errors import TrainerError
 from trainer.model import ActSpace, DreamerModel, feature
@@ -230,29 +230,44 @@ class DreamerAgent:
 
     # -- dreams for the overlay ---------------------------------------------------------------------------
 
-    def _imagine_fn(self, params, state: PolicyState, horizon: int, key):
+    def _imagine_fn(self, params, state: PolicyState, horizon: int, key, first_mask):
         m = lambda *a, method: self.model.apply({"params": params}, *a, method=method)
 
-        def step(carry, k):
+        def step(carry, x):
             deter, stoch = carry
+            k, t = x
             k_act, k_dyn = jax.random.split(k)
             feat = feature(deter, stoch)
-            mask = predicted_mask(m(feat, method=DreamerModel.legal)) if self.act_space.masked else None
+            mask = None
+            if self.act_space.masked:
+                mask = predicted_mask(m(feat, method=DreamerModel.legal))
+                if first_mask is not None:  # the real legal actions of the observed state, as in training
+                    mask = jnp.where(t == 0, allow_all_if_none(first_mask), mask)
             action, _, _ = policy_action(self.cfg, self.act_space, m(feat, method=DreamerModel.policy), k_act, mask)
             deter, stoch = m(deter, stoch, action, k_dyn, method=DreamerModel.img_step)
             reward = m(feature(deter, stoch), method=DreamerModel.reward)
-            return (deter, stoch), (deter, stoch, reward)
+            return (deter, stoch), (deter, stoch, reward, action)
 
-        _, (deter, stoch, reward) = jax.lax.scan(step, (state.deter, state.stoch), jax.random.split(key, horizon))
-        return m(deter, stoch, method=DreamerModel.decode), twohot_mean(reward)
+        xs = (jax.random.split(key, horizon), jnp.arange(horizon))
+        _, (deter, stoch, reward, action) = jax.lax.scan(step, (state.deter, state.stoch), xs)
+        return m(deter, stoch, method=DreamerModel.decode), twohot_mean(reward), action
 
-    def imagine(self, state: PolicyState, horizon: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    def imagine(self, state: PolicyState, horizon: int = 15, mask: np.ndarray | None = None,
+                *, with_actions: bool = False):
         """Dream `horizon` steps ahead from an actor's latent state with the current policy.
 
-        Returns (frames uint8[horizon, H, W, C], predicted rewards float32[horizon]) of the first env.
+        `mask`: the legal actions of the observation the state has seen (masked action spaces); the first
+        dreamed action is drawn among them, later ones among those the mask head predicts (without it, the
+        first one too). Returns (frames uint8[horizon, H, W, C], predicted rewards float32[horizon]) of the
+        first env, and with `with_actions` also the dreamed actions [horizon, ...] (one-hot when discrete).
         """
-        frames, rewards = self._imagine(self.params, state, horizon, self._next_key())
+        first_mask = None
+        if self.act_space.masked and mask is not None:
+            first_mask = jnp.asarray(np.asarray(mask, bool).reshape(1, -1))
+        frames, rewards, actions = self._imagine(self.params, state, horizon, self._next_key(), first_mask)
         frames = np.asarray(frames[:, 0] * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        if with_actions:
+            return frames, np.asarray(rewards[:, 0], np.float32), np.asarray(actions[:, 0])
         return frames, np.asarray(rewards[:, 0], np.float32)
 
     def _open_loop_fn(self, params, images, actions, context: int, key):

@@ -271,6 +271,13 @@ def test_an_agent_on_a_masked_env_compiles_trains_and_dreams_with_masks() -> Non
     assert metrics["imag/legal_start"] == 1.0 and metrics["imag/legal_later"] == 1.0
     frames, rewards = agent.imagine(state, horizon=4)  # the overlay's dream follows the predicted masks
     assert frames.shape == (4, 16, 16, 3) and np.isfinite(rewards).all()
+    # Given the observed state's real mask, the dream's first action is always among its legal ones (here one
+    # legal action; the untrained mask head would allow others).
+    obs, _ = env.reset()
+    _, state = agent.policy(obs, None, True)
+    only = np.arange(3) == int(np.flatnonzero(obs["action_mask"])[0])
+    firsts = {int(agent.imagine(state, 4, only, with_actions=True)[2][0].argmax()) for _ in range(12)}
+    assert firsts == {int(only.argmax())}
 
 
 def test_tiny_agent_learns_a_trivial_pixel_task() -> None:
