@@ -184,12 +184,15 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
                 real_mask = jnp.unpackbits(real_mask, axis=-1, count=act_space.n, bitorder="little")
             real_mask = real_mask.astype(bool)
             # Class-balanced: a chess position has ~30 legal moves of 4,096, and a plain sum of per-action losses
-            # is minimised by calling everything illegal (recall ~0). Each legal action's term is weighted by
-            # illegal/legal (at least 1), so both classes weigh the same and logit > 0 is the balanced decision.
+            # is minimised by calling everything illegal (recall ~0). The mean loss over the legal actions plus
+            # the mean over the illegal ones weighs both classes the same (logit > 0 is the balanced decision)
+            # and stays O(1) at any action count: a sum weighted up to illegal/legal (~1,500 in chess) drowned
+            # the image and reward losses in the shared representation's gradient.
             legal_f = real_mask.astype(jnp.float32)
-            n_legal = jnp.sum(legal_f, -1, keepdims=True)
-            pos_weight = sg(jnp.maximum((legal_f.shape[-1] - n_legal) / jnp.maximum(n_legal, 1.0), 1.0))
-            mask_loss = -jnp.sum(binary_logp(legal_logits, legal_f) * jnp.where(real_mask, pos_weight, 1.0), -1)
+            mask_logp = binary_logp(legal_logits, legal_f)
+            n_legal = jnp.sum(legal_f, -1)
+            mask_loss = -(jnp.sum(mask_logp * legal_f, -1) / jnp.maximum(n_legal, 1.0)
+                          + jnp.sum(mask_logp * (1.0 - legal_f), -1) / jnp.maximum(legal_f.shape[-1] - n_legal, 1.0))
             said_legal = legal_logits > 0
             mask_metrics = {  # per-action accuracy is dominated by the many illegal actions: also these
                 "mask/acc": jnp.mean(said_legal == real_mask),
