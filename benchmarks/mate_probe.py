@@ -46,8 +46,7 @@ def main() -> None:
 
     import envs
     from app.config import resolve
-    from trainer.agent import DreamerAgent
-    from trainer.checkpoint import Checkpointer
+    from app.training import load_policy
     from trainer.dists import twohot_mean
     from trainer.model import DreamerModel, feature
 
@@ -60,14 +59,10 @@ def main() -> None:
         raise SystemExit("the probe needs one action per move (env.mate.action_mode: fromto, no underpromotion "
                          "picker): with clicks, one action only selects a square and no single action mates")
     env = envs.make_from_config(cfg.env)
-    agent = DreamerAgent(cfg.trainer, env.observation_space, env.action_space)
-    checkpointer = Checkpointer(args.logdir / "checkpoints", read_only=True)  # the run may still be training
-    restored = checkpointer.restore(agent.state, {"updates": 0, "env_step": 0})
-    checkpointer.close()
-    if restored is None:
+    # Checkpoints are opened read-only (the run may still be training); JAX may add to its compile_cache/.
+    agent, step = load_policy(cfg, env.observation_space, env.action_space, args.logdir)
+    if step is None:
         raise SystemExit(f"{args.logdir} has no readable checkpoint")
-    step, state, _ = restored
-    agent.load_state(state)
     n_actions = agent.act_space.n
     m = functools.partial(agent.model.apply, {"params": agent.params})
 

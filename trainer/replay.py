@@ -101,14 +101,15 @@ def unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
 
 
 def _packed_masks(spec: Step, steps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pack the `action_mask` of a step or of a block of steps if it comes as bools (the env's, or a chunk
-    written before masks were packed)."""
+    """Pack the `action_mask` of a step or of a block of steps unless it is packed already (the env gives
+    bools, and so do chunks written before masks were packed)."""
     mask = steps.get("action_mask")
     if spec.mask is None or mask is None:
         return steps
     mask = np.asarray(mask)
-    unpacked = mask.dtype == bool or (mask.shape[-1] == spec.mask != packed_size(spec.mask))  # e.g. 0/1 ints
-    return {**steps, "action_mask": pack_mask(mask.astype(bool))} if unpacked else steps
+    if mask.dtype == np.uint8 and mask.shape[-1] == packed_size(spec.mask):  # (one action: 0/1 = its bit)
+        return steps
+    return {**steps, "action_mask": pack_mask(mask)}  # bools, or 0/1 integers
 
 
 class _Stream:
