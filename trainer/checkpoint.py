@@ -44,7 +44,10 @@ class Checkpointer:
             multiprocessing = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
         if not read_only:
             self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not create it for a subset of processes
+        # best_fn makes orbax write each checkpoint's metrics to disk: without it, BestN ranks only what this
+        # process saved, and after a restart the best checkpoint is no longer kept.
         options = ocp.CheckpointManagerOptions(preservation_policy=ocm.AnyPreservationPolicy(policies),
+                                               best_fn=(lambda m: m[best_metric]) if keep_best else None,
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)
@@ -53,22 +56,43 @@ class Checkpointer:
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, meta: dict[str, int | float], metric: float | None = None) -> float:
-        """Write a checkpoint for `step`; return the seconds it took. `metric` ranks it for keep-best."""
+    def metrics(self, step: int) -> dict[str, float] | None:
+        """Return the metrics checkpoint `step` was saved with (None: saved without, or unreadable)."""
+        try:
+            found = self._manager.metrics(step)
+        except Exception:  # a damaged metrics file ranks nothing; restore decides whether the step is usable
+            return None
+        if not isinstance(found, dict) or not isinstance(found.get(self.best_metric), int | float):
+            return None
+        return {k: float(v) for k, v in found.items() if isinstance(v, int | float)}
+
+    def ranked(self) -> list[tuple[int, dict[str, float]]]:
+        """Return (step, metrics) of every checkpoint saved with a metric, best first (newest first on ties)."""
+        found = [(step, m) for step in self.steps() if (m := self.metrics(step)) is not None]
+        return sorted(found, key=lambda sm: (sm[1][self.best_metric], sm[0]), reverse=True)
+
+    def save(self, step: int, state: Any, meta: dict[str, int | float], metric: float | None = None,
+             extra: dict[str, float] | None = None) -> float:
+        """Write a checkpoint for `step`; return the seconds it took. `metric` ranks it for keep-best; `extra`
+        (e.g. the metric's standard error, its episode count) is kept beside it when it is given."""
         t0 = time.monotonic()
         tree = {"state": state, "meta": {k: np.asarray(v) for k, v in meta.items()}}
         metrics = {self.best_metric: float(metric)} if metric is not None and np.isfinite(metric) else None
+        if metrics is not None and extra:
+            metrics.update({k: float(v) for k, v in extra.items() if np.isfinite(v)})
         self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
         self._manager.wait_until_finished()
         elapsed = time.monotonic() - t0
         log.info("saved checkpoint %d in %.1fs", step, elapsed)
         return elapsed
 
-    def restore(self, state_template: Any, meta_template: dict[str, int | float]) -> tuple[int, Any, dict] | None:
-        """Return (step, state, meta) of the newest readable checkpoint, or None when there is none."""
+    def restore(self, state_template: Any, meta_template: dict[str, int | float], *,
+                steps: list[int] | None = None) -> tuple[int, Any, dict] | None:
+        """Return (step, state, meta) of the first readable checkpoint of `steps` (default: newest first), or
+        None when there is none."""
         template = {"state": state_template, "meta": {k: np.asarray(v) for k, v in meta_template.items()}}
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        for step in sorted(self._manager.all_steps(), reverse=True) if steps is None else steps:
             try:
                 tree = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as exc:  # any damage: fall back to the previous checkpoint
@@ -79,8 +103,8 @@ class Checkpointer:
                         f"layout ({mismatch}): an earlier DreamStream version or other model settings wrote it. "
                         "Resume with the version and config that wrote it, or train in a new run dir "
                         "(--logdir); nothing was changed or deleted.") from exc
-                log.warning("checkpoint %d is unreadable (%s: %s); trying an older one", step,
-                            type(exc).__name__, str(exc)[:200])
+                log.warning("checkpoint %d is unreadable (%s: %s); trying %s", step, type(exc).__name__,
+                            str(exc)[:200], "an older one" if steps is None else "the next one")
                 continue
             meta = {k: v.item() for k, v in tree["meta"].items()}
             log.info("restored checkpoint %d", step)

@@ -108,3 +108,43 @@ def test_a_read_only_checkpointer_restores_and_touches_nothing(tmp_path) -> None
     assert missing.restore(state_of(0.0), {"updates": 0, "env_step": 0}) is None
     missing.close()
     assert not (tmp_path / "none").exists()
+
+
+def test_ranked_lists_scored_checkpoints_best_first_and_survives_a_reopen(tmp_path) -> None:
+    ck = Checkpointer(tmp_path / "ck", keep=5, keep_best=1)
+    for step, score in [(1, 2.0), (2, None), (3, 7.5), (4, 7.5), (5, -1.0)]:
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score,
+                extra={"score_sem": 0.5, "episodes": 10.0})
+    ck.close()
+    ck = Checkpointer(tmp_path / "ck", keep=5, keep_best=1, read_only=True)
+    assert [step for step, _ in ck.ranked()] == [4, 3, 1, 5]  # step 2 had no score; ties: the newer first
+    assert ck.metrics(3) == {"score": 7.5, "score_sem": 0.5, "episodes": 10.0}
+    assert ck.metrics(2) is None
+    step, restored, _ = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0}, steps=[3, 1])
+    assert step == 3 and np.allclose(restored["params"]["w"], 3.0)
+    ck.close()
+
+
+def test_restore_of_chosen_steps_skips_a_damaged_one_to_the_next(tmp_path, caplog) -> None:
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    for step in (1, 2, 3):
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=float(step))
+    for path in (tmp_path / "ck" / "3").rglob("*"):
+        if path.is_file() and "metric" not in str(path) and path.stat().st_size > 0:
+            path.write_bytes(b"\0" * 7)
+    step, restored, _ = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0}, steps=[3, 1])
+    assert step == 1 and np.allclose(restored["params"]["w"], 1.0)  # 2 was not a candidate
+    assert "checkpoint 3 is unreadable" in caplog.text and "trying the next one" in caplog.text
+    ck.close()
+
+
+def test_the_best_checkpoint_is_still_kept_after_a_restart(tmp_path) -> None:
+    ck = Checkpointer(tmp_path / "ck", keep=2, keep_best=1)
+    for step, score in [(1, 1.0), (2, 9.0), (3, 2.0)]:
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score)
+    ck.close()
+    ck = Checkpointer(tmp_path / "ck", keep=2, keep_best=1)  # a new session of the run
+    for step, score in [(4, 3.0), (5, 4.0), (6, None)]:
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score)
+    assert ck.steps() == [2, 5, 6] and ck.ranked()[0][0] == 2
+    ck.close()
