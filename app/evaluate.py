@@ -7,14 +7,12 @@ initialised agent, and says so); `--configs` with `trainer.agent: random` gives 
 from __future__ import annotations
 
 import logging
-import math
-import statistics
-import time
 
 from rich.table import Table
 
 import envs
 from app.config import Config
+from app.evaluation import EVAL_SEED_OFFSET, Score, play_episodes
 from app.logs import output
 from app.rundir import RunDir
 from app.storage import ensure_run, open_database, record_episode, upgrade
@@ -48,27 +46,22 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
     scores = []
     with sessions.begin() as session:
         run_id = ensure_run(session, rundir.root.name, cfg.env.id, cfg.trainer.agent).id
+
+    def on_episode(i: int, episode: dict) -> None:
+        score, length = float(episode["return"]), int(episode["length"])
+        with sessions.begin() as session:
+            record_episode(session, run_id, env_id=cfg.env.id, episode=episode, env_step=step, mode="eval",
+                           checkpoint=checkpoint)
+        scores.append(score)
+        table.add_row(str(i + 1), f"{score:.2f}", str(length), episode.get("result") or "-")
+        log.info("eval episode %d: score %.2f, length %d", i + 1, score, length)
+
     try:
-        for i in range(episodes):
-            t0 = time.monotonic()
-            obs, _ = env.reset(seed=10_000_000 + cfg.env.seed + i)  # eval seeds never meet training seeds
-            policy_state, is_first, done, info = None, True, False, {}
-            while not done:
-                action, policy_state = agent.policy(obs, policy_state, is_first)
-                obs, _, terminated, truncated, info = env.step(action)
-                is_first, done = False, terminated or truncated
-            episode = info["episode"]
-            score, length = float(episode["return"]), int(episode["length"])
-            with sessions.begin() as session:
-                record_episode(session, run_id, env_id=cfg.env.id, episode=episode, env_step=step, mode="eval")
-            scores.append(score)
-            table.add_row(str(i + 1), f"{score:.2f}", str(length), episode.get("result") or "-")
-            log.info("eval episode %d: score %.2f, length %d (%.1fs)", i + 1, score, length, time.monotonic() - t0)
+        play_episodes(env, agent.policy, episodes, seed=cfg.env.seed + EVAL_SEED_OFFSET, on_episode=on_episode)
     finally:
         env.close()
         engine.dispose()
-    mean = statistics.fmean(scores)
-    sem = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+    score = Score.of(scores)
     output.print(table)
-    output.print(f"mean score {mean:.2f} ± {sem:.2f} (s.e.m.) over {len(scores)} episodes of {who}")
+    output.print(f"mean score {score.mean:.2f} ± {score.sem:.2f} (s.e.m.) over {score.episodes} episodes of {who}")
     return 0

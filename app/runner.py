@@ -29,6 +29,7 @@ from app.chat.twitch import TwitchChat
 from app.config import Config, secret_values
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
+from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, play_episodes
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
@@ -39,6 +40,7 @@ from app.supervisor import Supervisor
 from app.training import Training
 from overlays import ChatLine, Layout, Poll, compose, fallback_frame
 from stream import Broadcaster, LocalRtmpServer, check_ffmpeg, output_for, prune_recordings
+from trainer.errors import TrainerError
 
 __all__ = ["Counters", "Runner"]
 
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 STALE_FRAME_S = 10.0
 """A game frame older than this means the actor is restarting: the overlay says so."""
+FLASH_S = 20.0
+"""How long a one-off notice (a rollback, a pause) stays on the broadcast frame."""
+CONTROLS = ("checkpoint", "rollback", "pause", "resume")
+"""What the operator can ask of the running app (the dashboard's buttons)."""
 
 
 @dataclass
@@ -125,6 +131,13 @@ class Runner:
                 self.twitch = TwitchChat(cfg.chat, self.chat)
         self._dream_now = threading.Event()
         self._reset_episode = threading.Event()
+        self._scheduler = None
+        self._checkpoint_lock = threading.Lock()
+        """Held while a checkpoint is scored and saved (the job, or the operator's 'checkpoint now')."""
+        self._rollback_rule = RollbackRule(cfg.scheduler.rollback_after, cfg.scheduler.rollback_z)
+        self._evaluates = cfg.scheduler.eval_episodes > 0 and not envs.spec(cfg.env.id).single_instance
+        self.last_eval: dict[str, Any] | None = None
+        self._flash: tuple[str, float] = ("", 0.0)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -163,6 +176,7 @@ class Runner:
                                                      report_status=self.report_status, checkpoint=self.checkpoint,
                                                      prune_disk=self.prune_disk))
             scheduler.start()
+            self._scheduler = scheduler
             self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
             while not self.stop_event.wait(0.25):
@@ -224,7 +238,7 @@ class Runner:
             services = DashboardServices(status=self.status, frame_jpeg=self.frame_jpeg, sessions=self.sessions,
                                          run_id=self.run_id,
                                          hls_dir=self.rundir.hls_dir if cfg.stream.enabled and cfg.stream.hls else None,
-                                         chat=self.chat if cfg.chat.local else None)
+                                         chat=self.chat if cfg.chat.local else None, control=self.control)
             self.dashboard = DashboardServer(create_app(cfg.dashboard, services), cfg.dashboard.host,
                                              cfg.dashboard.port)
             atomic_write_text(self.rundir.dashboard_url_path, self.dashboard.url + "\n")
@@ -370,11 +384,130 @@ class Runner:
             return (), None
         return tuple(ChatLine(user=line.user, text=line.text) for line in self.chat.lines()), self.chat.poll()
 
+    # -- checkpoints, evaluation, rollback -----------------------------------------------------------------
+
     def checkpoint(self) -> None:
-        """Save the agent, ranked by the mean score of the last 100 episodes (a scheduler job)."""
+        """Scheduler job: snapshot the agent, score it, save it ranked by that score, and roll back to the best
+        checkpoint when `scheduler.rollback_after` checkpoints in a row scored clearly below it.
+
+        The score is the mean return of `scheduler.eval_episodes` evaluation episodes played with the
+        snapshot's parameters on a second env (training goes on meanwhile), else of the last 100 training
+        episodes. A stop during the evaluation abandons it (the shutdown checkpoint follows).
+        """
+        if not self.training.is_learning or self.training.checkpointer is None:
+            return
+        if not self._checkpoint_lock.acquire(blocking=False):
+            log.info("a checkpoint is being scored and saved already; this one is skipped")
+            return
+        try:
+            snapshot = self.training.snapshot()
+            if snapshot[0] == 0 or snapshot[0] == self.training.checkpoint_step:
+                return
+            if self._evaluates:
+                score = self._evaluate(*snapshot)
+                if score is None:
+                    return
+            else:
+                with self._lock:
+                    recent = list(self.live.recent_scores)
+                score = Score.of(recent) if recent else None
+            if self.training.checkpoint(score, snapshot) is None or score is None:
+                return
+            best = self.training.best()
+            if self._rollback_rule.observe(score, best[1] if best else None):
+                assert best is not None
+                self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below the "
+                                     f"best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
+        finally:
+            self._checkpoint_lock.release()
+
+    def _evaluate(self, step: int, state: Any) -> Score | None:
+        """Play the evaluation episodes with a snapshot's parameters on a fresh env; store and report them."""
+        cfg, n = self.cfg, self.cfg.scheduler.eval_episodes
+        params = self.training.params_of(state)
+        agent = self.training.agent
+        env = envs.make_from_config(cfg.env)
+        t0 = time.monotonic()
+        try:
+            episodes = play_episodes(env, lambda obs, st, first: agent.policy(obs, st, first, params=params), n,
+                                     seed=cfg.env.seed + EVAL_SEED_OFFSET, stop=self.stop_event)
+        finally:
+            env.close()
+        if len(episodes) < n:
+            log.info("evaluation of update %d stopped after %d of %d episodes", step, len(episodes), n)
+            return None
+        seconds = time.monotonic() - t0
+        score = Score.of([float(e["return"]) for e in episodes])
         with self._lock:
-            recent = list(self.live.recent_scores)
-        self.training.checkpoint(float(np.mean(recent)) if recent else None)
+            env_step = self.counters.env_step
+        try:
+            with self.sessions.begin() as session:
+                for episode in episodes:
+                    record_episode(session, self.run_id, env_id=cfg.env.id, episode=episode, env_step=env_step,
+                                   mode="eval", checkpoint=step)
+        except Exception:
+            log.exception("could not store the evaluation episodes of update %d", step)
+        if self.metrics is not None:
+            self.metrics.write(env_step, {"eval/score": score.mean, "eval/score_sem": score.sem,
+                                          "eval/episodes": float(n), "eval/seconds": seconds})
+        self.feed.on_eval(env_step, score.mean)
+        self.last_eval = {"checkpoint": step, "score": round(score.mean, 4), "sem": round(score.sem, 4),
+                          "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time()}
+        log.info("update %d scored %s in evaluation (%.1fs)", step, score, seconds)
+        return score
+
+    def rollback(self, step: int | None = None, *, reason: str = "asked by the operator") -> int:
+        """Go back to checkpoint `step` (default: the best-scored one); see Training.rollback. Raises TrainerError
+        with the reason when it cannot (nothing changes then)."""
+        restored = self.training.rollback(step)
+        with self._lock:
+            self.live.recent_scores.clear()  # they were the rolled-back policy's; they must not rank the next one
+        self._rollback_rule.worse_in_a_row = 0
+        self._record_event("rollback", f"to checkpoint {restored}: {reason}")
+        self.flash(f"rolled back to checkpoint #{restored}")
+        if self.metrics is not None:
+            self.metrics.write(self.counters.env_step, {"train/rollback_to": float(restored)})
+        return restored
+
+    def flash(self, text: str) -> None:
+        """Show a one-off notice on the broadcast frame for FLASH_S seconds."""
+        self._flash = (text, time.monotonic() + FLASH_S)
+
+    def control(self, action: str, step: int | None = None) -> tuple[bool, str]:
+        """An operator's request from the dashboard: (done or started, what happened, in words)."""
+        if action not in CONTROLS:
+            return False, f"unknown control {action!r}; one of: {', '.join(CONTROLS)}"
+        if not self.training.is_learning:
+            return False, "the random agent does not learn: no checkpoints, rollbacks or pauses"
+        learner = self.training.learner
+        if action == "pause":
+            if learner.paused.is_set():
+                return False, "learning is paused already"
+            learner.paused.set()
+            self._record_event("paused", "learning paused by the operator (the agent plays on)")
+            self.flash("learning paused by the operator")
+            return True, "learning paused; the agent plays on with its current parameters"
+        if action == "resume":
+            if not learner.paused.is_set():
+                return False, "learning is not paused"
+            learner.paused.clear()
+            self._record_event("resumed", "learning resumed by the operator")
+            self.flash("learning resumed")
+            return True, "learning resumed"
+        if action == "rollback":
+            try:
+                restored = self.rollback(step)
+            except TrainerError as exc:
+                return False, str(exc)
+            return True, f"rolled back to checkpoint {restored}"
+        if self._checkpoint_lock.locked() or self._scheduler is None:
+            return False, "a checkpoint is being scored and saved already" if self._scheduler is not None \
+                else "the app is still starting"
+        from datetime import UTC, datetime
+
+        self._scheduler.modify_job("checkpoint", next_run_time=datetime.now(UTC))
+        what = f"evaluating {self.cfg.scheduler.eval_episodes} episodes, then saving" if self._evaluates else "saving"
+        return True, f"checkpoint started ({what}); see the events"
 
     def _episode_done(self, step: int, episode: dict[str, Any]) -> None:
         score, length = float(episode["return"]), int(episode["length"])
@@ -415,6 +548,9 @@ class Runner:
             }
             action = live.last_action
         notice = self.notice
+        flash, flash_until = self._flash
+        if not notice and flash and time.monotonic() < flash_until:
+            notice = flash
         if not notice and frame_age is not None and frame_age > STALE_FRAME_S:
             notice = "agent restarting - be right back"
         if not notice and self.broadcaster is not None and self.broadcaster.health()["state"] == "reconnecting":
@@ -472,7 +608,7 @@ class Runner:
             "counters": counters,
             "components": self.supervisor.status(),
             "stream": self.broadcaster.health() if self.broadcaster is not None else {},
-            "training": self.training.status() if self.training is not None else {},
+            "training": self._training_status(),
             "obs": self.obs.stats if self.obs is not None else {},
             "chat": self._chat_status(),
             "notice": self.notice,
@@ -480,6 +616,20 @@ class Runner:
                                 and (self.rundir.hls_dir / "index.m3u8").exists()),
             "stopping": self.stop_event.is_set(),
         }
+
+    def _training_status(self) -> dict[str, Any]:
+        if self.training is None:
+            return {}
+        status = self.training.status()
+        if self.training.is_learning:
+            best = self.training.best() if self.training.checkpointer is not None else None
+            status["best_checkpoint"] = None if best is None else \
+                {"step": best[0], "score": round(best[1].mean, 4), "sem": round(best[1].sem, 4)}
+            status["ranked_by"] = f"{self.cfg.scheduler.eval_episodes} evaluation episodes" if self._evaluates \
+                else "the last 100 training episodes"
+            status["last_eval"] = self.last_eval
+            status["worse_in_a_row"] = self._rollback_rule.worse_in_a_row
+        return status
 
     def save_state(self) -> None:
         """Write the counters atomically to state.json (a kill -9 leaves the previous copy)."""

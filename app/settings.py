@@ -113,6 +113,15 @@ class SchedulerConfig:
     """Minutes between checkpoints of the agent (one is also written at every clean stop)."""
     keep_checkpoints: Annotated[int, Interval(ge=1, le=1000)] = 3
     """Newest checkpoints kept on disk (the best one by score is kept besides)."""
+    eval_episodes: Annotated[int, Interval(ge=0, le=1000)] = 10
+    """Evaluation episodes played with each checkpoint's parameters on a second env before it is saved; their
+    mean return ranks it. 0 (or an env with a single instance, such as a screen): rank by the mean of the
+    last 100 training episodes instead."""
+    rollback_after: Annotated[int, Interval(ge=0, le=1000)] = 3
+    """Roll the agent back to the best checkpoint after this many checkpoints in a row scored clearly below
+    it (0: never roll back automatically; the dashboard can still do it)."""
+    rollback_z: Annotated[float, Interval(gt=0, le=10)] = 2.0
+    """'Clearly below': the score is lower than the best's by more than this many combined standard errors."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from app.config import Config
+from app.evaluation import Score
 from trainer import RandomAgent
 from trainer.errors import TrainerError
 
@@ -184,6 +185,8 @@ class Training:
         if not (self.is_learning and self.cfg.run.pace_to_learner) or self.env_steps() < self.cfg.trainer.train_after:
             return 0.0
         ema = self.learner.update_s_ema
+        if ema is None and self.learner.paused.is_set():
+            return 0.0  # paused before its first update: no speed to pace to
         if ema is None:
             # Until the first update of this session has finished; but a learner that waits for env steps
             # (it is ahead after a resume with a lower train ratio) needs them at full speed.
@@ -216,25 +219,69 @@ class Training:
     def updates(self) -> int:
         return self.learner.updates if self.learner is not None else 0
 
-    def checkpoint(self, metric: float | None = None) -> None:
-        """Save the current train state (a scheduler job, and at shutdown)."""
+    def snapshot(self) -> tuple[int, Any]:
+        """(update step, train state) taken together; immutable arrays, so it stays valid while training goes on."""
+        return self.learner.snapshot()
+
+    def params_of(self, state: Any) -> Any:
+        """The parameters of a snapshot, as this process can act with them (e.g. to evaluate it)."""
+        return self.agent._local(state.params)
+
+    def checkpoint(self, score: Score | None = None, snapshot: tuple[int, Any] | None = None) -> int | None:
+        """Save the current train state, or `snapshot`, ranked by `score`; return the step saved (None: none).
+
+        A scheduler job, and at shutdown. Nothing is saved when that step is saved already or nothing trained.
+        """
         if not self.is_learning or self.checkpointer is None:
-            return
+            return None
         with self._save_lock:
-            # Immutable arrays: a consistent snapshot even while training goes on.
-            step, state = self.learner.snapshot()
-            if step == self.checkpoint_step or step == 0:
-                return
+            step, state = snapshot if snapshot is not None else self.learner.snapshot()
+            if step == self.checkpoint_step or step == 0 or step in self.checkpointer.steps():
+                return None
             if self.agent.multiprocess:
                 import jax
 
                 state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
             try:
-                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()}, metric)
+                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()},
+                                       None if score is None else score.mean,
+                                       None if score is None else score.extra_metrics())
             except (OSError, ValueError, TrainerError) as exc:
                 log.error("checkpoint %d failed: %s; the previous checkpoint stays usable", step, exc)
-                return
+                return None
             self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
+            return step
+
+    def best(self) -> tuple[int, Score] | None:
+        """The best-scored checkpoint on disk and its score (None: no checkpoint has a score yet)."""
+        if self.checkpointer is None:
+            return None
+        ranked = self.checkpointer.ranked()
+        return (ranked[0][0], Score.from_metrics(ranked[0][1])) if ranked else None
+
+    def rollback(self, step: int | None = None) -> int:
+        """Go back to checkpoint `step`, by default the best-scored one (the next best if it is unreadable):
+        the learner continues from its whole train state (parameters, optimizer, normalisers, slow critic),
+        the actor gets its parameters, replay and counters stay. Return the step restored."""
+        if not self.is_learning:
+            raise TrainerError("the random agent does not learn: there is nothing to roll back")
+        if self.agent.multiprocess or self.checkpointer is None:
+            raise TrainerError("rollback of a training that spans several processes is not supported: stop "
+                               "the run, then resume it (each process restores the newest checkpoint)")
+        candidates = [s for s, _ in self.checkpointer.ranked()] if step is None else [step]
+        if not candidates:
+            raise TrainerError("no checkpoint has a score yet: there is nothing to roll back to")
+        if step is not None and step not in self.checkpointer.steps():
+            raise TrainerError(f"there is no checkpoint {step}; kept: {self.checkpointer.steps()}")
+        with self._save_lock:
+            restored = self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0}, steps=candidates)
+        if restored is None:
+            raise TrainerError(f"checkpoint(s) {candidates} could not be read: nothing was changed")
+        restored_step, state, _ = restored
+        self.learner.load_state(state)
+        log.warning("rolled back to checkpoint %d (the learner goes on from its state at update %d)",
+                    restored_step, self.learner.updates)
+        return restored_step
 
     def status(self) -> dict[str, Any]:
         if not self.is_learning:
@@ -246,6 +293,7 @@ class Training:
             "s_per_update": round(self.learner.update_s_ema or 0.0, 2),
             "replay_steps": self.replay.size,
             "compile_s": round(self.compile_s, 1),
+            "paused": self.learner.paused.is_set(),
             "checkpoint": self.checkpoint_step,
             "checkpoint_age_s": round(time.monotonic() - self.checkpoint_at, 0) if self.checkpoint_at else None,
         }

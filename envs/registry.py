@@ -35,6 +35,9 @@ class EnvSpec:
     """Name of the EnvConfig section whose fields are passed as keyword arguments (e.g. 'chess')."""
     needs_display: bool = False
     """True when the env drives a real X display (started on demand); such envs are tested with Xvfb."""
+    single_instance: bool = False
+    """True when only one instance can run at a time (it plays through one screen or emulator): the app then
+    has no second copy to run evaluations on."""
 
     @property
     def is_family(self) -> bool:
@@ -45,14 +48,14 @@ _REGISTRY: dict[str, EnvSpec] = {}
 
 
 def register(id: str, entry_point: str, description: str, *, default_task: str | None = None,
-             options: str | None = None, needs_display: bool = False) -> None:
+             options: str | None = None, needs_display: bool = False, single_instance: bool = False) -> None:
     """Add an env (or a family of tasks, when `default_task` is given) to the registry; ids are unique."""
     if id in _REGISTRY:
         raise EnvError(f"env id {id!r} is registered twice")
     if "/" in id:
         raise EnvError(f"env id {id!r} must not contain '/': that separates a family from its task")
     _REGISTRY[id] = EnvSpec(id=id, entry_point=entry_point, description=description, default_task=default_task,
-                            options=options, needs_display=needs_display)
+                            options=options, needs_display=needs_display, single_instance=single_instance)
 
 
 def specs() -> list[EnvSpec]:

@@ -149,19 +149,25 @@ class DreamerAgent:
             self._server.close()
             self._server = None
 
-    def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None, is_first: bool = False):
-        """Return (env action, new state) for one observation; `state=None` starts an episode."""
+    def policy(self, obs: dict[str, np.ndarray], state: PolicyState | None, is_first: bool = False,
+               params: Any = None):
+        """Return (env action, new state) for one observation; `state=None` starts an episode.
+
+        `params` (e.g. a snapshot being evaluated) acts with those parameters, in this process, beside the
+        live actor; by default the latest parameters act (in the policy process when there is one).
+        """
         if state is None:
             state, is_first = self.initial_state(), True
         mask = obs.get("action_mask")
-        if self._server is not None:
+        if self._server is not None and params is None:
             action, deter, stoch = self._server.act(obs["image"], mask if self.act_space.discrete else None,
                                                     is_first)
             state = PolicyState(deter, stoch, action[None])
         else:
             mask = jnp.asarray(mask[None], bool) if mask is not None and self.act_space.discrete else None
-            state, action = self._policy_step(self.params, state, jnp.asarray(obs["image"][None]),
-                                              jnp.asarray([is_first]), mask, self._next_key())
+            state, action = self._policy_step(self.params if params is None else params, state,
+                                              jnp.asarray(obs["image"][None]), jnp.asarray([is_first]), mask,
+                                              self._next_key())
             action = np.asarray(action[0])
         if self.act_space.discrete:
             return int(action.argmax()), state

@@ -71,6 +71,8 @@ class Learner:
         """Smoothed seconds per update (None before the first), for pacing the actor."""
         self.nonfinite = 0
         self.state = "waiting for data"
+        self.paused = threading.Event()
+        """Set: no updates until it is cleared (the actor plays on; an operator's pause)."""
         self._lock = threading.Lock()
 
     @property
@@ -116,13 +118,21 @@ class Learner:
         with self._lock:
             return self.updates, self.agent.state
 
+    def load_state(self, state: Any) -> None:
+        """Adopt another train state between two updates (a rollback); the update count goes on, so later
+        checkpoints still get new steps."""
+        with self._lock:
+            self.agent.load_state(state)
+
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
         """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
         window_t, window_updates = time.monotonic(), self.updates
         buffer_sets = [self.replay.batch_buffers(self.batch_size) for _ in range(2)]
         lowered = False
         while True:
-            if self.env_steps() < self.train_after or not self.replay.can_sample():
+            if self.paused.is_set():
+                waiting, pause = "paused", 0.2
+            elif self.env_steps() < self.train_after or not self.replay.can_sample():
                 waiting, pause = "waiting for data", 0.2
             elif self.is_ahead():
                 waiting, pause = "waiting for env steps", 0.05

@@ -1,8 +1,8 @@
 """FastAPI app of the dashboard: one router per area, no module-level app or hidden state.
 
 Status page, JSON status, recent episodes and events, a preview of the broadcast frame, and the local chat
-box (the operator chats and runs polls with the same commands as viewers). Operator controls join with the
-dashboard issue.
+box (the operator chats and runs polls with the same commands as viewers), and the operator's controls
+(checkpoint now, roll back, pause and resume learning).
 """
 
 from __future__ import annotations
@@ -46,10 +46,27 @@ class DashboardServices:
     """Folder of the live HLS playlist (index.m3u8) the preview plays, when the stream writes one."""
     chat: ChatHub | None = None
     """The chat hub, when the local chat box is on."""
+    control: Callable[[str, int | None], tuple[bool, str]] | None = None
+    """The operator's controls: control(action, checkpoint step or None) -> (done or started, message)."""
 
 
 class ChatPost(BaseModel):
     text: str = Field(min_length=1, max_length=500)
+
+
+class ControlPost(BaseModel):
+    step: int | None = Field(default=None, ge=0)
+    """For a rollback: the checkpoint to go back to (default: the best-scored one)."""
+
+
+def _require_same_site_json(request: Request, example: str) -> None:
+    """Refuse a state-changing post that another site could have sent (CSRF): a JSON body cannot come from a
+    plain cross-site form, and a browser's fetch carries an Origin that must name this dashboard."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HTTPException(status_code=415, detail=f"send JSON: {example}")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+        raise HTTPException(status_code=403, detail="cross-site posts are refused")
 
 
 def _auth(token: str) -> Callable[[Request], None]:
@@ -133,6 +150,8 @@ def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
     app.include_router(_status_router(services), dependencies=auth)
     if services.chat is not None:
         app.include_router(_chat_router(services.chat), dependencies=auth)
+    if services.control is not None:
+        app.include_router(_control_router(services.control), dependencies=auth)
     if services.hls_dir is not None:
         app.include_router(_hls_router(services.hls_dir), dependencies=auth)
     return app
@@ -167,16 +186,25 @@ def _chat_router(hub: ChatHub) -> APIRouter:
 
     @router.post("/chat")
     def post(body: ChatPost, request: Request) -> dict[str, Any]:
-        # A JSON body cannot come from another site's plain form, and a browser sends Origin with a fetch:
-        # together they keep a foreign page from chatting as the operator (CSRF).
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise HTTPException(status_code=415, detail="send JSON: {\"text\": \"...\"}")
-        origin = request.headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
-            raise HTTPException(status_code=403, detail="cross-site chat posts are refused")
+        _require_same_site_json(request, '{"text": "..."}')  # no foreign page may chat as the operator
         message = Message(user_id="operator", login="operator", text=body.text, roles=frozenset({"operator"}))
         dropped = hub.core.dropped
         replies = [r.text for r in hub.submit(message, "local")]
         return {"replies": replies, "rate_limited": hub.core.dropped > dropped}
+
+    return router
+
+
+def _control_router(control: Callable[[str, int | None], tuple[bool, str]]) -> APIRouter:
+    """The operator's controls: checkpoint now (scored first), roll back, pause or resume learning."""
+    router = APIRouter(prefix="/api")
+
+    @router.post("/control/{action}")
+    def post(action: str, body: ControlPost, request: Request) -> dict[str, Any]:
+        _require_same_site_json(request, "{} or {\"step\": N}")
+        done, message = control(action, body.step)
+        if not done:
+            raise HTTPException(status_code=409, detail=message)
+        return {"ok": True, "message": message}
 
     return router

@@ -110,12 +110,16 @@ def add_episode(session: Session, run_id: int, *, env_id: str, score: float, len
 
 
 def record_episode(session: Session, run_id: int, *, env_id: str, episode: dict[str, Any], env_step: int,
-                   mode: str = "train") -> Episode:
-    """Store an env's end-of-episode report (`info['episode']`: length, return, result, opponent, extras)."""
+                   mode: str = "train", checkpoint: int | None = None) -> Episode:
+    """Store an env's end-of-episode report (`info['episode']`: length, return, result, opponent, extras);
+    `checkpoint`: the checkpoint (update step) whose parameters played it, kept in the details."""
     known = ("length", "return", "result", "opponent")
+    details = {k: v for k, v in episode.items() if k not in known}
+    if checkpoint is not None:
+        details["checkpoint"] = checkpoint
     return add_episode(session, run_id, env_id=env_id, score=float(episode["return"]), length=int(episode["length"]),
                        env_step=env_step, mode=mode, result=episode.get("result"), opponent=episode.get("opponent"),
-                       details={k: v for k, v in episode.items() if k not in known})
+                       details=details)
 
 
 def add_event(session: Session, run_id: int, kind: str, message: str = "", env_step: int = 0) -> Event:

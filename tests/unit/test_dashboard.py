@@ -88,3 +88,29 @@ def test_local_chat_box_posts_as_the_operator_and_refuses_cross_site_posts(servi
     assert client.post("/api/chat", json={"text": ""}).status_code == 422
     assert client.post("/api/chat", json={"text": "x" * 501}).status_code == 422
     assert hub.poll().seconds_left > 0  # neither refused post ended the poll
+
+
+def test_operator_controls_answer_with_the_outcome_and_refuse_cross_site_posts(services) -> None:
+    from dataclasses import replace
+
+    svc, _ = services
+    calls = []
+
+    def control(action: str, step: int | None) -> tuple[bool, str]:
+        calls.append((action, step))
+        return (True, f"{action} done") if action != "rollback" or step != 99 else (False, "there is no checkpoint 99")
+
+    client = TestClient(create_app(DashboardConfig(), replace(svc, control=control)), base_url="http://127.0.0.1")
+    without = TestClient(create_app(DashboardConfig(), svc), base_url="http://127.0.0.1")
+    assert without.post("/api/control/pause", json={}).status_code == 404  # no controls: no route
+    assert client.post("/api/control/pause", json={}).json() == {"ok": True, "message": "pause done"}
+    refused = client.post("/api/control/rollback", json={"step": 99})
+    assert refused.status_code == 409 and refused.json()["detail"] == "there is no checkpoint 99"
+    assert client.post("/api/control/rollback", json={"step": -1}).status_code == 422
+    form = client.post("/api/control/rollback", content=b"{}", headers={"content-type": "text/plain"})
+    foreign = client.post("/api/control/rollback", json={}, headers={"origin": "http://evil.example"})
+    assert form.status_code in (415, 422) and foreign.status_code == 403
+    assert calls == [("pause", None), ("rollback", 99)]  # refused posts never reached the app
+    tokened = TestClient(create_app(DashboardConfig(token="t"), replace(svc, control=control)),
+                         base_url="http://127.0.0.1")
+    assert tokened.post("/api/control/pause", json={}).status_code == 401

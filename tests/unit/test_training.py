@@ -59,6 +59,60 @@ def test_checkpoint_step_names_its_state(training) -> None:
     assert t.checkpoint_step == 7
 
 
+
+def test_rollback_restores_the_best_scored_checkpoint_and_the_update_count_goes_on(training) -> None:
+    import jax
+
+    from app.evaluation import Score
+    from trainer.errors import TrainerError
+
+    t, _ = training
+    base = t.agent.state
+
+    def shifted(delta: float):
+        return base._replace(params=jax.tree.map(lambda x: x + delta, base.params), step=base.step + int(delta))
+
+    for step, delta, mean in [(101, 1.0, 5.0), (102, 2.0, 9.0), (103, 3.0, 1.0)]:
+        assert t.checkpoint(Score(mean, 0.5, 10), (step, shifted(delta))) == step
+    assert t.checkpoint(Score(0.0, 0.5, 10), (103, shifted(4.0))) is None  # that step is saved already
+    best = t.best()
+    assert best is not None and best[0] == 102 and best[1] == Score(9.0, 0.5, 10)
+    t.learner.updates = 110
+    assert t.rollback() == 102
+    same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), t.agent.state, shifted(2.0))
+    assert all(jax.tree.leaves(same))  # the whole train state: parameters, optimizer, step, ...
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()),
+                                            t.agent.params, shifted(2.0).params)))  # what the actor acts with
+    assert t.learner.updates == 110  # later checkpoints get new steps
+    assert t.rollback(101) == 101 and float(t.agent.state.step) == float(shifted(1.0).step)
+    with pytest.raises(TrainerError, match="there is no checkpoint 7777"):
+        t.rollback(7777)
+    assert t.status()["paused"] is False
+    t.learner.paused.set()
+    try:
+        t.learner.update_s_ema = None
+        assert t.pace_s() == 0.0  # paused before any update: the actor is not slowed to a crawl
+    finally:
+        t.learner.paused.clear()
+
+
+def test_a_run_without_scored_checkpoints_has_nothing_to_roll_back_to(tmp_path) -> None:
+    from trainer.errors import TrainerError
+
+    cfg = resolve(["tiny", "catch"], [], environ={}, blocks=load_blocks())
+    env = envs.make_from_config(cfg.env)
+    t = Training(cfg, env.observation_space, env.action_space, run_root=tmp_path, env_steps=lambda: 0)
+    try:
+        t.learner.updates = 3
+        assert t.checkpoint() == 3  # saved without a score (a shutdown checkpoint)
+        assert t.best() is None
+        with pytest.raises(TrainerError, match="no checkpoint has a score yet"):
+            t.rollback()
+    finally:
+        env.close()
+        t.checkpointer.close()
+        t.agent.close()
+
 def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) -> None:
     import threading
 

@@ -1,0 +1,105 @@
+"""Scoring checkpoints and deciding rollbacks: evaluation episodes, score summaries, the rollback rule.
+
+Every checkpoint the app writes is ranked by a score: the mean return of `scheduler.eval_episodes`
+evaluation episodes played with the checkpoint's own parameters on a separate env (seeds that never meet
+training's), or, with evaluation off, the mean of the last training episodes. Orbax keeps the best-ranked
+checkpoint beside the newest ones, and `RollbackRule` says when to go back to it: after
+`scheduler.rollback_after` checkpoints in a row scored clearly (by `scheduler.rollback_z` standard errors)
+below it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "play_episodes"]
+
+EVAL_SEED_OFFSET = 10_000_000
+"""Evaluation episode i uses seed env.seed + EVAL_SEED_OFFSET + i; training seeds count up from env.seed."""
+
+Act = Callable[[dict[str, Any], Any, bool], tuple[Any, Any]]
+"""policy(obs, state, is_first) -> (action, state); state None starts an episode."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """A checkpoint's score: the mean return of `episodes` episodes and its standard error."""
+
+    mean: float
+    sem: float
+    episodes: int
+
+    @classmethod
+    def of(cls, returns: Sequence[float]) -> Score:
+        if not returns:
+            raise ValueError("a score needs at least one episode")
+        sem = statistics.stdev(returns) / math.sqrt(len(returns)) if len(returns) > 1 else 0.0
+        return cls(statistics.fmean(returns), sem, len(returns))
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, float], key: str = "score") -> Score:
+        """The score a checkpoint was saved with (see `as_metrics`); older checkpoints have no s.e.m."""
+        return cls(metrics[key], metrics.get(f"{key}_sem", 0.0), int(metrics.get("episodes", 0)))
+
+    def extra_metrics(self, key: str = "score") -> dict[str, float]:
+        """What a checkpoint keeps beside its ranking metric."""
+        return {f"{key}_sem": self.sem, "episodes": float(self.episodes)}
+
+    def clearly_below(self, best: Score, z: float) -> bool:
+        """True when this score is more than `z` combined standard errors below `best`."""
+        return self.mean < best.mean - z * math.hypot(self.sem, best.sem)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} ± {self.sem:.2g} ({self.episodes} episodes)"
+
+
+class RollbackRule:
+    """Counts checkpoints in a row that scored clearly below the best; says when to roll back.
+
+    `after` = 0 never rolls back. The count restarts after a rollback and whenever a checkpoint is not
+    clearly worse, so one unlucky evaluation never triggers it.
+    """
+
+    def __init__(self, after: int, z: float) -> None:
+        self.after, self.z = after, z
+        self.worse_in_a_row = 0
+
+    def observe(self, score: Score, best: Score | None) -> bool:
+        """Record the newest checkpoint's score against the best one's; True: roll back now."""
+        if best is None or not score.clearly_below(best, self.z):
+            self.worse_in_a_row = 0
+            return False
+        self.worse_in_a_row += 1
+        if self.after and self.worse_in_a_row >= self.after:
+            self.worse_in_a_row = 0
+            return True
+        return False
+
+
+def play_episodes(env: gym.Env, act: Act, episodes: int, *, seed: int, stop: threading.Event | None = None,
+                  on_episode: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Play `episodes` whole episodes (episode i from seed `seed + i`); return each one's `info["episode"]`.
+
+    With `stop` set, returns at once with the episodes finished so far (an unfinished one is dropped).
+    """
+    done_episodes: list[dict[str, Any]] = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        state, is_first, done, info = None, True, False, {}
+        while not done:
+            if stop is not None and stop.is_set():
+                return done_episodes
+            action, state = act(obs, state, is_first)
+            obs, _, terminated, truncated, info = env.step(action)
+            is_first, done = False, terminated or truncated
+        done_episodes.append(info["episode"])
+        if on_episode is not None:
+            on_episode(i, info["episode"])
+    return done_episodes

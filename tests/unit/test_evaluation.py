@@ -1,0 +1,65 @@
+"""Scoring checkpoints and the rollback rule: scores with standard errors, 'clearly below', evaluation episodes."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+import envs
+from app.evaluation import RollbackRule, Score, play_episodes
+
+
+def test_score_is_the_mean_with_its_standard_error_and_round_trips_through_checkpoint_metrics() -> None:
+    score = Score.of([1.0, 2.0, 3.0, 6.0])
+    assert score.mean == 3.0 and score.episodes == 4
+    assert score.sem == pytest.approx(math.sqrt(14 / 3) / 2)  # sample s.d. / sqrt(n)
+    assert Score.of([5.0]) == Score(5.0, 0.0, 1)
+    saved = {"score": score.mean, **score.extra_metrics()}
+    assert Score.from_metrics(saved) == score
+    assert Score.from_metrics({"score": 2.5}) == Score(2.5, 0.0, 0)  # a checkpoint ranked before the s.e.m. was kept
+    with pytest.raises(ValueError):
+        Score.of([])
+
+
+def test_clearly_below_needs_more_than_z_combined_standard_errors() -> None:
+    best = Score(10.0, 3.0, 10)
+    assert not Score(1.0, 4.0, 10).clearly_below(best, z=2.0)  # 9 below, but 2 x 5 = 10 s.e. allowed
+    assert Score(-0.5, 4.0, 10).clearly_below(best, z=2.0)
+    assert not Score(10.0, 0.0, 10).clearly_below(Score(10.0, 0.0, 10), z=2.0)  # equal is never worse
+
+
+def test_rollback_only_after_the_given_number_of_clearly_worse_checkpoints_in_a_row() -> None:
+    best, bad, fine = Score(10.0, 0.5, 10), Score(2.0, 0.5, 10), Score(9.5, 0.5, 10)
+    rule = RollbackRule(after=3, z=2.0)
+    assert [rule.observe(s, best) for s in (bad, bad, fine, bad, bad)] == [False] * 5  # a fine one restarts the count
+    assert rule.worse_in_a_row == 2
+    assert rule.observe(bad, best) is True and rule.worse_in_a_row == 0  # the third in a row; the count restarts
+    assert rule.observe(bad, None) is False  # no scored checkpoint yet: nothing to compare with
+    never = RollbackRule(after=0, z=2.0)
+    assert not any(never.observe(bad, best) for _ in range(10)) and never.worse_in_a_row == 10
+
+
+def test_play_episodes_plays_whole_seeded_episodes_and_stops_when_asked() -> None:
+    env = envs.make_from_config(envs.EnvConfig(id="catch"))
+    calls = {"n": 0}
+
+    def act(obs, state, is_first):
+        assert (state is None) == is_first  # every episode starts from a fresh state
+        calls["n"] += 1
+        return 1, "state"
+
+    try:
+        episodes = play_episodes(env, act, 3, seed=5)
+        assert len(episodes) == 3 and all(e["length"] == 9 for e in episodes)
+        assert calls["n"] == 27
+        again = play_episodes(env, act, 3, seed=5)
+        assert [e["return"] for e in again] == [e["return"] for e in episodes]  # same seeds, same balls
+        stop = threading.Event()
+        seen = []
+        got = play_episodes(env, act, 5, seed=5, stop=stop,
+                            on_episode=lambda i, e: (seen.append(i), stop.set() if i == 1 else None))
+        assert len(got) == 2 and seen == [0, 1]
+    finally:
+        env.close()
