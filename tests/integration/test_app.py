@@ -268,3 +268,52 @@ def test_a_passed_chat_reset_vote_ends_the_episode(app_factory, tmp_path) -> Non
     time.sleep(2.1)  # the operator's command cooldown
     assert post_chat(app, "!reset")[0].startswith("the game can be reset by vote again in")
     assert app.stop() == 0
+
+
+def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_factory, tmp_path) -> None:
+    """The dashboard's Training panel and buttons in headless Chromium, against the real app: a checkpoint
+    scored by evaluation episodes, a pause that stops updates while play goes on, a rollback."""
+    from playwright.sync_api import sync_playwright
+
+    logdir = tmp_path / "run"
+    app = app_factory(["run", "--configs", "tiny", "catch", "--dashboard.port", "0", "--stream.enabled", "false",
+                       "--scheduler.eval_episodes", "3"], logdir)
+    wait_for(lambda: app.status()["training"]["updates"] > 0, "the first update")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: dialog.accept())  # "Roll the agent back ...?"
+            page.goto(app.url())
+            page.locator("#training-panel").wait_for()
+            result = page.get_by_test_id("control-result")
+            page.click("#ctl-rollback")
+            result.filter(has_text="refused: no checkpoint has a score yet").wait_for()
+
+            page.click("#ctl-checkpoint")
+            result.filter(has_text="checkpoint started (evaluating 3 episodes, then saving)").wait_for()
+            best = wait_for(lambda: app.status()["training"]["best_checkpoint"], "a scored checkpoint")
+            page.locator('#training td[data-key="best checkpoint"]').filter(has_text=f"#{best['step']}:").wait_for()
+            evals = [e for e in json.loads(app.get("api/episodes?limit=50")) if e["mode"] == "eval"]
+            assert len(evals) == 3 and {e["details"]["checkpoint"] for e in evals} == {best["step"]}
+
+            page.click("#ctl-pause")
+            result.filter(has_text="learning paused").wait_for()
+            wait_for(lambda: app.status()["training"]["learner"] == "paused", "the learner to pause")
+            updates, steps = app.status()["training"]["updates"], app.status()["counters"]["env_steps"]
+            wait_for(lambda: app.status()["counters"]["env_steps"] > steps + 30, "play to go on while paused")
+            assert app.status()["training"]["updates"] == updates
+            page.locator("#ctl-pause").filter(has_text="Resume learning").click()
+            result.filter(has_text="learning resumed").wait_for()
+            wait_for(lambda: app.status()["training"]["updates"] > updates, "learning to resume")
+
+            page.click("#ctl-rollback")
+            result.filter(has_text=f"rolled back to checkpoint {best['step']}").wait_for()
+            page.screenshot(path=str(tmp_path / "controls.png"))
+        finally:
+            browser.close()
+    kinds = [e["kind"] for e in json.loads(app.get("api/events?limit=50"))]
+    assert {"paused", "resumed", "rollback"} <= set(kinds)
+    assert app.stop() == 0

@@ -1,0 +1,96 @@
+"""The app's checkpoint job on the tiny agent: scored by real evaluation episodes, ranked, and rolled back to
+the best checkpoint after enough clearly worse ones in a row (the real Runner, Training and SQLite)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import jax
+import numpy as np
+import pytest
+
+from app.config import load_blocks, resolve
+from app.evaluation import Score
+from app.rundir import RunDir
+from app.runner import Runner
+
+
+@pytest.fixture
+def runner(tmp_path):
+    cfg = resolve(["tiny", "catch"], [("scheduler.eval_episodes", 3), ("scheduler.rollback_after", 2)],
+                  environ={}, blocks=load_blocks())
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    r = Runner(cfg, rundir, mode="train")
+    r._open()
+    yield r
+    r.training.close()
+    r.metrics.close()
+    r._engine.dispose()
+
+
+def equal_trees(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool((np.asarray(x) == np.asarray(y)).all()), a, b)))
+
+
+def test_evaluation_plays_the_snapshot_and_keeps_its_episodes(runner) -> None:
+    t = runner.training
+    t.learner.updates = 5
+    runner.checkpoint()
+    assert t.checkpoint_step == 5
+    best = t.best()
+    assert best is not None and best[0] == 5 and best[1].episodes == 3
+    with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
+        rows = db.execute("select mode, score, details from episodes").fetchall()
+    assert [mode for mode, _, _ in rows] == ["eval"] * 3
+    assert all(json.loads(details)["checkpoint"] == 5 for _, _, details in rows)
+    assert best[1] == Score.of([score for _, score, _ in rows])
+    assert runner.last_eval["checkpoint"] == 5 and runner.status()["training"]["best_checkpoint"]["step"] == 5
+    rows = [json.loads(line) for line in (runner.rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/score" in row for row in rows)
+    runner.checkpoint()  # nothing trained since: no second evaluation or save
+    with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
+        assert db.execute("select count(*) from episodes").fetchone() == (3,)
+
+
+def test_two_clearly_worse_checkpoints_in_a_row_roll_back_to_the_best(runner, monkeypatch) -> None:
+    t = runner.training
+    base = t.agent.state
+
+    def shifted(delta: float):
+        return base._replace(params=jax.tree.map(lambda x: x + delta, base.params))
+
+    scores = iter([Score(5.0, 0.1, 3), Score(9.0, 0.1, 3), Score(1.0, 0.1, 3), Score(8.9, 0.1, 3),
+                   Score(1.0, 0.1, 3), Score(1.0, 0.1, 3)])
+    monkeypatch.setattr(runner, "_evaluate", lambda step, state: next(scores))
+    for update, delta in zip(range(11, 17), range(1, 7), strict=True):
+        t.agent.load_state(shifted(delta))
+        t.learner.updates = update
+        runner.checkpoint()
+        if update < 16:
+            assert equal_trees(t.agent.state.params, shifted(delta).params), f"no rollback yet at {update}"
+    # 13 was worse, 14 was not (within 2 s.e.: the count restarted), 15 and 16 were: back to 12 (score 9).
+    assert equal_trees(t.agent.state.params, shifted(2).params)
+    assert equal_trees(t.agent.params, shifted(2).params)
+    assert t.learner.updates == 16 and runner.status()["training"]["worse_in_a_row"] == 0
+    with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
+        events = db.execute("select kind, message from events where kind = 'rollback'").fetchall()
+    assert len(events) == 1 and events[0][1].startswith("to checkpoint 12: 2 checkpoints in a row scored clearly "
+                                                         "below the best, checkpoint 12 (9 ± 0.1 (3 episodes))")
+    assert runner._overlay_state().notice == "rolled back to checkpoint #12"
+
+
+def test_operator_controls(runner) -> None:
+    t = runner.training
+    assert runner.control("rollback") == (False, "no checkpoint has a score yet: there is nothing to roll back to")
+    assert runner.control("pause")[0] and t.learner.paused.is_set()
+    assert runner.control("pause") == (False, "learning is paused already")
+    assert runner.control("resume")[0] and not t.learner.paused.is_set()
+    assert runner.control("explode") == (False, "unknown control 'explode'; one of: checkpoint, rollback, pause, "
+                                                "resume")
+    assert runner.control("checkpoint") == (False, "the app is still starting")  # no scheduler yet
+    t.learner.updates = 4
+    runner.checkpoint()
+    assert runner.control("rollback") == (True, "rolled back to checkpoint 4")
+    assert runner.control("rollback", 99)[0] is False
