@@ -465,6 +465,8 @@ class Runner:
         self._rollback_rule.worse_in_a_row = 0
         self._record_event("rollback", f"to checkpoint {restored}: {reason}")
         self.flash(f"rolled back to checkpoint #{restored}")
+        if self.obs is not None:
+            self.obs.card("rollback", FLASH_S)
         if self.metrics is not None:
             self.metrics.write(self.counters.env_step, {"train/rollback_to": float(restored)})
         return restored

@@ -175,3 +175,23 @@ def test_secrets_are_masked_in_obsws_python_logs(caplog) -> None:
         "Sending request %s", {"requestData": {"streamServiceSettings": {"key": "live_1_SeCrEt"}}})
     assert "ws-PaSsWoRd" not in caplog.text and "SeCrEt" not in caplog.text
     assert "password='***'" in caplog.text and "'key': '***'" in caplog.text
+
+
+def test_app_obs_mode_shows_a_requested_card_then_goes_back_live(monkeypatch) -> None:
+    from app.obs_mode import ObsMode
+
+    mode = ObsMode(ObsConfig(), URL)
+    shown: list[str] = []
+    mode.controller = types.SimpleNamespace(show=shown.append)  # records the switches only
+    clock = {"t": 100.0}
+    monkeypatch.setattr("app.obs_mode.time.monotonic", lambda: clock["t"])
+    mode.step_scene(lambda: False)
+    mode.step_scene(lambda: True)
+    mode.card("rollback", 20.0)  # asked from another thread (the checkpoint job)
+    for t in (101.0, 110.0, 119.9):
+        clock["t"] = t
+        mode.step_scene(lambda: True)
+    clock["t"] = 120.1
+    mode.step_scene(lambda: True)
+    mode.step_scene(lambda: True)
+    assert shown == ["live", "rollback", "live"]
