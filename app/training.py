@@ -281,7 +281,29 @@ class Training:
         self.learner.load_state(state)
         log.warning("rolled back to checkpoint %d (the learner goes on from its state at update %d)",
                     restored_step, self.learner.updates)
+        self._save_rolled_back(restored_step)
         return restored_step
+
+    def _save_rolled_back(self, restored_step: int) -> None:
+        """Write the rolled-back state as the newest checkpoint, so a restart resumes from it, not from the
+        checkpoint it replaced. Unscored: it is ranked when the next checkpoint is scored."""
+        with self._save_lock:
+            step, state = self.learner.snapshot()
+            if step == restored_step:
+                return
+            if step in self.checkpointer.steps():  # no update since the last save: that save is replaced
+                ranked = self.checkpointer.ranked()
+                if ranked and ranked[0][0] == step:
+                    log.warning("checkpoint %d is the best one and stays; a restart before the next checkpoint "
+                                "resumes from it, not from the rollback to %d", step, restored_step)
+                    return
+                self.checkpointer.delete(step)
+            try:
+                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()})
+            except (OSError, ValueError, TrainerError) as exc:
+                log.error("the rolled-back state could not be saved as checkpoint %d: %s", step, exc)
+                return
+            self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
 
     def status(self) -> dict[str, Any]:
         if not self.is_learning:

@@ -133,5 +133,9 @@ class Checkpointer:
                 parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
         return "; ".join(parts)
 
+    def delete(self, step: int) -> None:
+        """Remove checkpoint `step` from disk."""
+        self._manager.delete(step)
+
     def close(self) -> None:
         self._manager.close()

@@ -79,6 +79,10 @@ def test_two_clearly_worse_checkpoints_in_a_row_roll_back_to_the_best(runner, mo
     assert len(events) == 1 and events[0][1].startswith("to checkpoint 12: 2 checkpoints in a row scored clearly "
                                                          "below the best, checkpoint 12 (9 ± 0.1 (3 episodes))")
     assert runner._overlay_state().notice == "rolled back to checkpoint #12"
+    # A restart resumes from the rolled-back state: it replaced the degraded checkpoint 16 on disk.
+    step, state, _ = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0})
+    assert step == 16 and equal_trees(state.params, shifted(2).params)
+    assert t.best()[0] == 12 and t.checkpointer.metrics(16) is None
 
 
 def test_operator_controls(runner) -> None:

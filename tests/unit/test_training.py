@@ -84,7 +84,10 @@ def test_rollback_restores_the_best_scored_checkpoint_and_the_update_count_goes_
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()),
                                             t.agent.params, shifted(2.0).params)))  # what the actor acts with
     assert t.learner.updates == 110  # later checkpoints get new steps
-    assert t.rollback(101) == 101 and float(t.agent.state.step) == float(shifted(1.0).step)
+    assert t.checkpointer.steps() == [102, 103, 110]  # the rolled-back state is the newest: a restart resumes it
+    assert t.rollback(103) == 103 and float(t.agent.state.step) == float(shifted(3.0).step)
+    newest = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0})
+    assert newest[0] == 110 and float(newest[1].step) == float(shifted(3.0).step)  # 110 was replaced
     with pytest.raises(TrainerError, match="there is no checkpoint 7777"):
         t.rollback(7777)
     assert t.status()["paused"] is False
