@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -33,6 +33,7 @@ from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, play_episodes
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
+from app.rating import GAME_SCORE, LADDER, fit_rating, nearest_rungs, rung_of
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
@@ -136,6 +137,9 @@ class Runner:
         """Held while a checkpoint is scored and saved (the job, or the operator's 'checkpoint now')."""
         self._rollback_rule = RollbackRule(cfg.scheduler.rollback_after, cfg.scheduler.rollback_z)
         self._evaluates = cfg.scheduler.eval_episodes > 0 and not envs.spec(cfg.env.id).single_instance
+        self._rates = self._evaluates and cfg.env.id == "chess" and cfg.scheduler.elo_ladder
+        """Chess: evaluations are games against the ladder, and checkpoints are ranked by Elo."""
+        self._elo_estimate: float | None = None
         self.last_eval: dict[str, Any] | None = None
         self._flash: tuple[str, float] = ("", 0.0)
 
@@ -422,39 +426,72 @@ class Runner:
             self._checkpoint_lock.release()
 
     def _evaluate(self, step: int, state: Any) -> Score | None:
-        """Play the evaluation episodes with a snapshot's parameters on a fresh env; store and report them."""
+        """Play the evaluation episodes with a snapshot's parameters on fresh envs; store and report them.
+
+        Chess with `scheduler.elo_ladder`: the games are spread over the ladder rungs nearest the agent's last
+        rating, and the score is the fitted Elo with its standard error.
+        """
         cfg, n = self.cfg, self.cfg.scheduler.eval_episodes
         params = self.training.params_of(state)
         agent = self.training.agent
-        env = envs.make_from_config(cfg.env)
         t0 = time.monotonic()
-        try:
-            episodes = play_episodes(env, lambda obs, st, first: agent.policy(obs, st, first, params=params), n,
-                                     seed=cfg.env.seed + EVAL_SEED_OFFSET, stop=self.stop_event)
-        finally:
-            env.close()
-        if len(episodes) < n:
-            log.info("evaluation of update %d stopped after %d of %d episodes", step, len(episodes), n)
-            return None
+        played: list[tuple[dict[str, Any], float | None]] = []  # (episode, the rung's Elo when rating)
+        for env_cfg, count, rung in self._eval_plan(n):
+            env = envs.make_from_config(env_cfg)
+            try:
+                episodes = play_episodes(env, lambda obs, st, first: agent.policy(obs, st, first, params=params),
+                                         count, seed=cfg.env.seed + EVAL_SEED_OFFSET + len(played),
+                                         stop=self.stop_event)
+            finally:
+                env.close()
+            played += [(episode, rung) for episode in episodes]
+            if len(episodes) < count:
+                log.info("evaluation of update %d stopped after %d of %d episodes", step, len(played), n)
+                return None
         seconds = time.monotonic() - t0
-        score = Score.of([float(e["return"]) for e in episodes])
+        returns = Score.of([float(e["return"]) for e, _ in played])
+        score, row = returns, {"eval/score": returns.mean, "eval/score_sem": returns.sem}
+        if self._rates:
+            elo, se = fit_rating([(rung, GAME_SCORE[e["result"]]) for e, rung in played])
+            score, self._elo_estimate = Score(elo, se, len(played)), elo
+            row.update({"eval/elo": elo, "eval/elo_se": se})
         with self._lock:
             env_step = self.counters.env_step
         try:
             with self.sessions.begin() as session:
-                for episode in episodes:
+                for episode, _ in played:
                     record_episode(session, self.run_id, env_id=cfg.env.id, episode=episode, env_step=env_step,
                                    mode="eval", checkpoint=step)
         except Exception:
             log.exception("could not store the evaluation episodes of update %d", step)
         if self.metrics is not None:
-            self.metrics.write(env_step, {"eval/score": score.mean, "eval/score_sem": score.sem,
-                                          "eval/episodes": float(n), "eval/seconds": seconds})
-        self.feed.on_eval(env_step, score.mean)
+            self.metrics.write(env_step, {**row, "eval/episodes": float(n), "eval/seconds": seconds})
+        if self._rates:
+            self.feed.on_eval(env_step, elo=score.mean)
+        else:
+            self.feed.on_eval(env_step, score.mean)
         self.last_eval = {"checkpoint": step, "score": round(score.mean, 4), "sem": round(score.sem, 4),
-                          "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time()}
-        log.info("update %d scored %s in evaluation (%.1fs)", step, score, seconds)
+                          "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time(),
+                          "kind": "Elo" if self._rates else "mean return"}
+        log.info("update %d scored %s%s in evaluation (%.1fs)", step, "Elo " if self._rates else "", score, seconds)
         return score
+
+    def _eval_plan(self, episodes: int) -> list[tuple[Any, int, float | None]]:
+        """(env config, episodes, rung Elo or None) per env the evaluation plays on."""
+        cfg = self.cfg
+        if not self._rates:
+            return [(cfg.env, episodes, None)]
+        if self._elo_estimate is None:
+            best = self.training.best()
+            self._elo_estimate = best[1].mean if best is not None else \
+                rung_of(cfg.env.chess.opponent) or LADDER[0][1]
+        rungs = nearest_rungs(self._elo_estimate, cfg.scheduler.elo_rungs)
+        plan = []
+        for i, (spec, elo) in enumerate(rungs):
+            count = episodes // len(rungs) + (1 if i < episodes % len(rungs) else 0)
+            if count:
+                plan.append((replace(cfg.env, chess=replace(cfg.env.chess, opponent=spec)), count, elo))
+        return plan
 
     def rollback(self, step: int | None = None, *, reason: str = "asked by the operator") -> int:
         """Go back to checkpoint `step` (default: the best-scored one); see Training.rollback. Raises TrainerError
@@ -627,8 +664,9 @@ class Runner:
             best = self.training.best() if self.training.checkpointer is not None else None
             status["best_checkpoint"] = None if best is None else \
                 {"step": best[0], "score": round(best[1].mean, 4), "sem": round(best[1].sem, 4)}
-            status["ranked_by"] = f"{self.cfg.scheduler.eval_episodes} evaluation episodes" if self._evaluates \
-                else "the last 100 training episodes"
+            status["ranked_by"] = "the last 100 training episodes" if not self._evaluates else \
+                f"Elo from {self.cfg.scheduler.eval_episodes} games against the ladder" if self._rates else \
+                f"{self.cfg.scheduler.eval_episodes} evaluation episodes"
             status["last_eval"] = self.last_eval
             status["worse_in_a_row"] = self._rollback_rule.worse_in_a_row
         return status

@@ -122,6 +122,11 @@ class SchedulerConfig:
     it (0: never roll back automatically; the dashboard can still do it)."""
     rollback_z: Annotated[float, Interval(gt=0, le=10)] = 2.0
     """'Clearly below': the score is lower than the best's by more than this many combined standard errors."""
+    elo_ladder: bool = True
+    """Chess: play the evaluation games against the calibrated ladder rungs nearest the agent's rating (real
+    Stockfish among them) and rank checkpoints by the fitted Elo (Stockfish 15.1 engine scale)."""
+    elo_rungs: Annotated[int, Interval(ge=1, le=9)] = 3
+    """Chess with elo_ladder: the number of rungs the evaluation games are spread over."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,8 +46,8 @@ class ChessEnv(gym.Env):
         action_mode: 'click' or 'fromto'.
         opponent: spec string (random, greedy, epsilon:<e>, stockfish, stockfish:skill=<n>,
             stockfish:elo=<n>, stockfish:depth=<n>, stockfish:nodes=<n>) or an Opponent / PolicyOpponent.
-        agent_color: 'white', 'black' or 'alternate' (switches every episode, starting with white after a
-            seeded reset).
+        agent_color: 'white', 'black' or 'alternate' (switches every episode; a seeded reset plays white
+            for an even seed, black for an odd one, so episodes seeded seed, seed + 1, ... alternate).
         opening_plies: each game opens with 0..opening_plies uniformly random plies so games differ.
         max_plies: ply limit of a game.
         underpromotion: offer the promotion picker instead of auto-queening.
@@ -93,7 +93,8 @@ class ChessEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._rng = random.Random(seed)
-            self._episode = 0
+            # The colour follows the seed's parity: the app seeds each episode (seed + k), so colours alternate.
+            self._episode = seed
         self.agent_white = {"white": True, "black": False}.get(self.agent_color, self._episode % 2 == 0)
         self._episode += 1
         self._steps = self._illegal = 0

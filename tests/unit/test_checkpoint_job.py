@@ -98,3 +98,36 @@ def test_operator_controls(runner) -> None:
     runner.checkpoint()
     assert runner.control("rollback") == (True, "rolled back to checkpoint 4")
     assert runner.control("rollback", 99)[0] is False
+
+
+def test_chess_checkpoints_are_rated_by_games_against_the_ladder(tmp_path) -> None:
+    """Real games against the two rungs nearest the training opponent (random mover; epsilon 0.75 over a real
+    Stockfish), the Elo fitted from them ranks the checkpoint and becomes the next evaluation's estimate."""
+    from app.rating import GAME_SCORE, fit_rating
+
+    cfg = resolve(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 40), ("scheduler.eval_episodes", 4),
+                             ("scheduler.elo_rungs", 2)], environ={}, blocks=load_blocks())
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    r = Runner(cfg, rundir, mode="train")
+    r._open()
+    try:
+        r.training.learner.updates = 3
+        r.checkpoint()
+        with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
+            games = db.execute("select opponent, result, details from episodes where mode = 'eval'").fetchall()
+        assert sorted(opponent for opponent, _, _ in games) == ["epsilon 0.75", "epsilon 0.75", "random",
+                                                                "random"]
+        assert {json.loads(details)["agent_color"] for _, _, details in games} == {"white", "black"}
+        rung = {"random": -153.0, "epsilon 0.75": 178.0}
+        elo, se = fit_rating([(rung[opponent], GAME_SCORE[result]) for opponent, result, _ in games])
+        best = r.training.best()
+        assert best is not None and best[0] == 3 and best[1] == Score(elo, se, 4)
+        assert r._elo_estimate == elo and r.last_eval["kind"] == "Elo"
+        assert r.status()["training"]["ranked_by"] == "Elo from 4 games against the ladder"
+        rows = [json.loads(line) for line in (rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
+        assert any(row.get("eval/elo") == elo for row in rows)
+    finally:
+        r.training.close()
+        r.metrics.close()
+        r._engine.dispose()

@@ -185,6 +185,8 @@ def test_colours_alternate_and_seeds_repeat() -> None:
         env.reset()
         colours.append(env.agent_white)
     assert colours == [True, False, True, False]
+    # The app seeds every episode (seed + episode count): the colours must still alternate.
+    assert [env.reset(seed=s) and env.agent_white for s in (10, 11, 12, 13)] == [True, False, True, False]
     first, _ = env.reset(seed=5)
     fen = env.board.fen()
     again, _ = env.reset(seed=5)

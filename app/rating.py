@@ -1,0 +1,64 @@
+"""Elo ratings on the Stockfish 15.1 engine scale, from games against the calibrated ladder.
+
+The ladder (`envs.chess.opponents.LADDER`: random mover, epsilon mixes, greedy, Stockfish levels) was
+fitted once with UCI_Elo 1500 as the anchor. A checkpoint's rating is the maximum-likelihood Elo of its
+games against rungs whose ratings stay fixed, P(win) = 1 / (1 + 10^(-(R - r) / 400)) with a draw worth
+half a win, plus one virtual draw against each rung played (BayesElo's prior), so that all wins or all
+losses still give a finite rating. The standard error comes from the curvature of the log-likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from envs.chess.opponents import LADDER
+
+__all__ = ["GAME_SCORE", "LADDER", "expected_score", "fit_rating", "nearest_rungs", "rung_of"]
+
+GAME_SCORE = {"win": 1.0, "draw": 0.5, "loss": 0.0}
+"""A game's score for the rated player, by the env's result."""
+
+_K = math.log(10) / 400
+
+
+def expected_score(rating: float, opponent: float) -> float:
+    return 1.0 / (1.0 + 10 ** (-(rating - opponent) / 400))
+
+
+def fit_rating(games: Sequence[tuple[float, float]], *, prior_draws: float = 1.0) -> tuple[float, float]:
+    """Return (Elo, standard error) of one player from its games: (opponent's fixed Elo, score 1/0.5/0).
+
+    Each distinct opponent adds `prior_draws` virtual draws. Newton's method on the concave log-likelihood.
+    """
+    if not games:
+        raise ValueError("a rating needs at least one game")
+    played: dict[float, list[float]] = {}
+    for opponent, score in games:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"a game's score must be 0, 0.5 or 1 (between 0 and 1), got {score}")
+        n, s = played.get(opponent, [0.0, 0.0])
+        played[opponent] = [n + 1, s + score]
+    pairs = [(r, n + prior_draws, s + prior_draws / 2) for r, (n, s) in played.items()]
+    rating = sum(r * n for r, n, _ in pairs) / sum(n for _, n, _ in pairs)
+    for _ in range(100):
+        grad = sum(s - n * expected_score(rating, r) for r, n, s in pairs) * _K
+        info = sum(n * (p := expected_score(rating, r)) * (1 - p) for r, n, _ in pairs) * _K * _K
+        step = max(-400.0, min(400.0, grad / info))
+        rating += step
+        if abs(step) < 1e-6:
+            break
+    info = sum(n * (p := expected_score(rating, r)) * (1 - p) for r, n, _ in pairs) * _K * _K
+    return rating, 1.0 / math.sqrt(info)
+
+
+def nearest_rungs(rating: float, count: int) -> list[tuple[str, float]]:
+    """The `count` ladder rungs nearest to `rating`, weakest first."""
+    count = max(1, min(count, len(LADDER)))
+    nearest = sorted(LADDER, key=lambda rung: (abs(rung[1] - rating), rung[1]))[:count]
+    return sorted(nearest, key=lambda rung: rung[1])
+
+
+def rung_of(spec: str) -> float | None:
+    """The ladder Elo of an opponent spec (None when it is not a rung)."""
+    return dict(LADDER).get(spec.strip())

@@ -1,0 +1,45 @@
+"""Elo from games against the fixed ladder, checked against hand-worked values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from app.rating import LADDER, expected_score, fit_rating, nearest_rungs, rung_of
+
+
+def test_expected_score_is_the_elo_logistic() -> None:
+    assert expected_score(1500, 1500) == 0.5
+    assert expected_score(1900, 1500) == pytest.approx(10 / 11)  # 400 points: 10 to 1
+
+
+def test_fit_without_prior_is_the_closed_form_for_one_opponent() -> None:
+    # 3 wins, 1 loss against 1500: expected score 0.75, so R = 1500 + 400 log10(3).
+    rating, se = fit_rating([(1500, 1), (1500, 1), (1500, 0), (1500, 1)], prior_draws=0)
+    assert rating == pytest.approx(1500 + 400 * math.log10(3), abs=1e-6)
+    k = math.log(10) / 400
+    assert se == pytest.approx(1 / math.sqrt(4 * 0.75 * 0.25 * k * k))  # ~200 Elo from four games
+    # Symmetric results against two opponents put the player halfway.
+    assert fit_rating([(1400, 1), (1600, 0)], prior_draws=0)[0] == pytest.approx(1500, abs=1e-6)
+    assert fit_rating([(1400, 0.5), (1600, 0.5)], prior_draws=0)[0] == pytest.approx(1500, abs=1e-6)
+
+
+def test_the_virtual_draw_keeps_perfect_results_finite() -> None:
+    # 10 wins of 10 against 1000, plus one virtual draw: 10.5 of 11, so R = 1000 + 400 log10(21).
+    rating, se = fit_rating([(1000, 1)] * 10)
+    assert rating == pytest.approx(1000 + 400 * math.log10(21), abs=1e-6)
+    assert math.isfinite(se) and se > 0
+    low, _ = fit_rating([(-153, 0)] * 6)
+    assert low == pytest.approx(-153 - 400 * math.log10(13), abs=1e-6)  # 0.5 of 7
+    with pytest.raises(ValueError):
+        fit_rating([])
+    with pytest.raises(ValueError):
+        fit_rating([(1500, 2)])
+
+
+def test_nearest_rungs_and_rung_lookup() -> None:
+    assert [spec for spec, _ in nearest_rungs(-500, 3)] == ["random", "epsilon:0.75", "epsilon:0.5"]
+    assert [elo for _, elo in nearest_rungs(1500, 3)] == [1496, 1500, 1754]
+    assert len(nearest_rungs(0, 99)) == len(LADDER) and len(nearest_rungs(0, 0)) == 1
+    assert rung_of("greedy") == 658 and rung_of("stockfish:elo=1700") == 1754 and rung_of("epsilon:0.1") is None
