@@ -2,17 +2,20 @@
 
 The agent is restored from the run's newest good checkpoint (a run without one plays the freshly
 initialised agent, and says so); `--configs` with `trainer.agent: random` gives the random baseline.
+Chess with `scheduler.elo_ladder` is rated as the checkpoint job rates it: the games are spread over the
+ladder rungs nearest the checkpoint's stored rating, and the Elo fitted from them is printed.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rich.table import Table
 
 import envs
 from app.config import Config
-from app.evaluation import EVAL_SEED_OFFSET, Score, play_episodes
+from app.evaluation import EVAL_SEED_OFFSET, eval_plan, first_elo_estimate, play_episodes, score_of
 from app.logs import output
 from app.rundir import RunDir
 from app.storage import ensure_run, open_database, record_episode, upgrade
@@ -31,37 +34,65 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
         raise ConfigError(f"--episodes = {episodes}: must be >= 1")
     engine, sessions = open_database(rundir.database_path(cfg.storage.database))
     upgrade(engine)
-    env = envs.make_from_config(cfg.env)
-    agent, checkpoint = load_policy(cfg, env.observation_space, env.action_space, rundir.root)
+    probe = envs.make_from_config(cfg.env)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    agent, checkpoint = load_policy(cfg, obs_space, action_space, rundir.root)
     if cfg.trainer.agent == "random":
         who = "the random baseline"
     elif checkpoint is None:
         who = "an untrained DreamerV3 agent (this run has no checkpoint yet)"
     else:
         who = f"DreamerV3 from checkpoint {checkpoint}"
+    rated = cfg.env.id == "chess" and cfg.scheduler.elo_ladder
+    estimate = first_elo_estimate(cfg.env, _stored_score(rundir, checkpoint)) if rated else None
     log.info("evaluating %s on %s", who, cfg.env.id)
-    state = rundir.read_state()
-    step = int(state.get("env_step", 0))
-    table = Table("episode", "score", "length", "result", title=f"eval of {rundir.root.name} on {cfg.env.id}")
-    scores = []
+    step = int(rundir.read_state().get("env_step", 0))
+    table = Table("episode", "opponent", "score", "length", "result",
+                  title=f"eval of {rundir.root.name} on {cfg.env.id}")
+    played: list[tuple[dict[str, Any], float | None]] = []
     with sessions.begin() as session:
         run_id = ensure_run(session, rundir.root.name, cfg.env.id, cfg.trainer.agent).id
 
-    def on_episode(i: int, episode: dict) -> None:
+    def on_episode(rung: float | None, episode: dict[str, Any]) -> None:
         score, length = float(episode["return"]), int(episode["length"])
         with sessions.begin() as session:
             record_episode(session, run_id, env_id=cfg.env.id, episode=episode, env_step=step, mode="eval",
                            checkpoint=checkpoint)
-        scores.append(score)
-        table.add_row(str(i + 1), f"{score:.2f}", str(length), episode.get("result") or "-")
-        log.info("eval episode %d: score %.2f, length %d", i + 1, score, length)
+        played.append((episode, rung))
+        table.add_row(str(len(played)), str(episode.get("opponent") or "-"), f"{score:.2f}", str(length),
+                      episode.get("result") or "-")
+        log.info("eval episode %d: score %.2f, length %d", len(played), score, length)
 
     try:
-        play_episodes(env, agent.policy, episodes, seed=cfg.env.seed + EVAL_SEED_OFFSET, on_episode=on_episode)
+        for env_cfg, count, rung in eval_plan(cfg.env, episodes, elo_estimate=estimate, rungs=cfg.scheduler.elo_rungs):
+            env = envs.make_from_config(env_cfg)
+            try:
+                play_episodes(env, agent.policy, count, seed=cfg.env.seed + EVAL_SEED_OFFSET + len(played),
+                              on_episode=lambda _, episode, rung=rung: on_episode(rung, episode))
+            finally:
+                env.close()
     finally:
-        env.close()
         engine.dispose()
-    score = Score.of(scores)
+    score = score_of(played, rated=False)
     output.print(table)
     output.print(f"mean score {score.mean:.2f} ± {score.sem:.2f} (s.e.m.) over {score.episodes} episodes of {who}")
+    if rated:
+        elo = score_of(played, rated=True)
+        output.print(f"Elo {elo.mean:.0f} ± {elo.sem:.0f} (s.e.; Stockfish 15.1 engine scale) from {elo.episodes} "
+                     "games against the ladder")
     return 0
+
+
+def _stored_score(rundir: RunDir, checkpoint: int | None) -> float | None:
+    """The score checkpoint `checkpoint` was saved with (its Elo, for a rated chess run), if any."""
+    if checkpoint is None:
+        return None
+    from trainer.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(rundir.checkpoints_dir, read_only=True)
+    try:
+        metrics = checkpointer.metrics(checkpoint)
+    finally:
+        checkpointer.close()
+    return None if metrics is None else metrics["score"]

@@ -14,12 +14,15 @@ import math
 import statistics
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "play_episodes"]
+from app.rating import GAME_SCORE, LADDER, fit_rating, nearest_rungs, rung_of
+from envs import EnvConfig
+
+__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "play_episodes", "score_of"]
 
 EVAL_SEED_OFFSET = 10_000_000
 """Evaluation episode i uses seed env.seed + EVAL_SEED_OFFSET + i; training seeds count up from env.seed."""
@@ -81,6 +84,41 @@ class RollbackRule:
             self.worse_in_a_row = 0
             return True
         return False
+
+
+def eval_plan(env: EnvConfig, episodes: int, *, elo_estimate: float | None = None,
+              rungs: int = 3) -> list[tuple[EnvConfig, int, float | None]]:
+    """Where the evaluation episodes are played: [(env config, episodes, the rung's Elo or None)].
+
+    Without `elo_estimate`, all on `env` as configured; with it (chess rated against the ladder), spread
+    evenly over the `rungs` ladder rungs nearest the estimate, each one the opponent of its env.
+    """
+    if elo_estimate is None:
+        return [(env, episodes, None)]
+    nearest = nearest_rungs(elo_estimate, rungs)
+    plan = []
+    for i, (spec, elo) in enumerate(nearest):
+        count = episodes // len(nearest) + (1 if i < episodes % len(nearest) else 0)
+        if count:
+            plan.append((replace(env, chess=replace(env.chess, opponent=spec)), count, elo))
+    return plan
+
+
+def first_elo_estimate(env: EnvConfig, best: float | None) -> float:
+    """Where rating starts: the best checkpoint's Elo, else the training opponent's rung, else the weakest rung."""
+    if best is not None:
+        return best
+    found = rung_of(env.chess.opponent)
+    return found if found is not None else LADDER[0][1]
+
+
+def score_of(played: Sequence[tuple[dict[str, Any], float | None]], *, rated: bool) -> Score:
+    """The score of evaluation episodes [(info['episode'], rung Elo or None)]: the mean return, or (rated) the
+    Elo fitted from the games' results against the rungs, with its standard error."""
+    if not rated:
+        return Score.of([float(episode["return"]) for episode, _ in played])
+    elo, se = fit_rating([(rung, GAME_SCORE[episode["result"]]) for episode, rung in played if rung is not None])
+    return Score(elo, se, len(played))
 
 
 def play_episodes(env: gym.Env, act: Act, episodes: int, *, seed: int, stop: threading.Event | None = None,

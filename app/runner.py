@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
@@ -29,11 +29,10 @@ from app.chat.twitch import TwitchChat
 from app.config import Config, secret_values
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
-from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, play_episodes
+from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, eval_plan, first_elo_estimate, play_episodes, score_of
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
-from app.rating import GAME_SCORE, LADDER, fit_rating, nearest_rungs, rung_of
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
@@ -449,12 +448,12 @@ class Runner:
                 log.info("evaluation of update %d stopped after %d of %d episodes", step, len(played), n)
                 return None
         seconds = time.monotonic() - t0
-        returns = Score.of([float(e["return"]) for e, _ in played])
-        score, row = returns, {"eval/score": returns.mean, "eval/score_sem": returns.sem}
+        score = score_of(played, rated=self._rates)
+        returns = score if not self._rates else score_of(played, rated=False)
+        row = {"eval/score": returns.mean, "eval/score_sem": returns.sem}
         if self._rates:
-            elo, se = fit_rating([(rung, GAME_SCORE[e["result"]]) for e, rung in played])
-            score, self._elo_estimate = Score(elo, se, len(played)), elo
-            row.update({"eval/elo": elo, "eval/elo_se": se})
+            self._elo_estimate = score.mean
+            row.update({"eval/elo": score.mean, "eval/elo_se": score.sem})
         with self._lock:
             env_step = self.counters.env_step
         try:
@@ -478,20 +477,11 @@ class Runner:
 
     def _eval_plan(self, episodes: int) -> list[tuple[Any, int, float | None]]:
         """(env config, episodes, rung Elo or None) per env the evaluation plays on."""
-        cfg = self.cfg
-        if not self._rates:
-            return [(cfg.env, episodes, None)]
-        if self._elo_estimate is None:
+        if self._rates and self._elo_estimate is None:
             best = self.training.best()
-            self._elo_estimate = best[1].mean if best is not None else \
-                rung_of(cfg.env.chess.opponent) or LADDER[0][1]
-        rungs = nearest_rungs(self._elo_estimate, cfg.scheduler.elo_rungs)
-        plan = []
-        for i, (spec, elo) in enumerate(rungs):
-            count = episodes // len(rungs) + (1 if i < episodes % len(rungs) else 0)
-            if count:
-                plan.append((replace(cfg.env, chess=replace(cfg.env.chess, opponent=spec)), count, elo))
-        return plan
+            self._elo_estimate = first_elo_estimate(self.cfg.env, best[1].mean if best is not None else None)
+        return eval_plan(self.cfg.env, episodes, elo_estimate=self._elo_estimate if self._rates else None,
+                         rungs=self.cfg.scheduler.elo_rungs)
 
     def rollback(self, step: int | None = None, *, reason: str = "asked by the operator") -> int:
         """Go back to checkpoint `step` (default: the best-scored one); see Training.rollback. Raises TrainerError

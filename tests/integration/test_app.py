@@ -288,6 +288,8 @@ def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_facto
             page.on("dialog", lambda dialog: dialog.accept())  # "Roll the agent back ...?"
             page.goto(app.url())
             page.locator("#training-panel").wait_for()
+            page.locator("#no-frame").wait_for()  # the stream is off: a note, not a broken image
+            assert page.locator("#preview").is_hidden()
             result = page.get_by_test_id("control-result")
             page.click("#ctl-rollback")
             result.filter(has_text="refused: no checkpoint has a score yet").wait_for()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 
@@ -54,3 +55,17 @@ def test_train_headless_eval_and_db_upgrade(tmp_path) -> None:
     fresh = tmp_path / "other.db"
     up = run("db", "upgrade", "--database", str(fresh))
     assert up.returncode == 0 and f"{fresh}: schema empty -> 0001" in up.stdout.replace("\n", "")
+
+
+def test_eval_rates_a_chess_agent_against_the_ladder(tmp_path) -> None:
+    logdir = tmp_path / "chess"
+    ev = run("eval", "--configs", "tiny", "--logdir", str(logdir), "--env.id", "chess", "--episodes", "3",
+             "--env.chess.max_plies", "30")
+    assert ev.returncode == 0, ev.stderr
+    assert "over 3 episodes of an untrained DreamerV3 agent" in " ".join(ev.stdout.split())
+    # No rating yet: the games go to the three rungs nearest the training opponent (the random mover).
+    with sqlite3.connect(logdir / "dreamstream.db") as db:
+        opponents = sorted(o for (o,) in db.execute("select opponent from episodes where mode = 'eval'"))
+    assert opponents == ["epsilon 0.5", "epsilon 0.75", "random"]
+    assert re.search(r"Elo -?\d+ ± \d+ \(s\.e\.; Stockfish 15\.1 engine scale\) from 3 games against the ladder",
+                     " ".join(ev.stdout.split())), ev.stdout  # rich wraps long lines
