@@ -63,3 +63,23 @@ def test_play_episodes_plays_whole_seeded_episodes_and_stops_when_asked() -> Non
         assert len(got) == 2 and seen == [0, 1]
     finally:
         env.close()
+
+
+def test_eval_plan_spreads_rated_games_over_the_nearest_rungs_and_scores_them() -> None:
+    from app.evaluation import eval_plan, first_elo_estimate, score_of
+    from app.rating import fit_rating
+
+    env = envs.EnvConfig(id="chess")
+    assert eval_plan(env, 10) == [(env, 10, None)]
+    plan = eval_plan(env, 10, elo_estimate=1500, rungs=3)
+    assert [(cfg.chess.opponent, n, elo) for cfg, n, elo in plan] == [
+        ("stockfish", 4, 1496), ("stockfish:elo=1500", 3, 1500), ("stockfish:elo=1700", 3, 1754)]
+    assert all(cfg.chess.max_plies == env.chess.max_plies for cfg, _, _ in plan)  # only the opponent changes
+    assert [n for _, n, _ in eval_plan(env, 2, elo_estimate=0, rungs=3)] == [1, 1]  # no rung with zero games
+    assert first_elo_estimate(env, None) == -153  # the training opponent's rung (random)
+    assert first_elo_estimate(env, 812.5) == 812.5
+    played = [({"return": 1.0, "result": "win"}, 1496.0), ({"return": -1.0, "result": "loss"}, 1754.0),
+              ({"return": 0.0, "result": "draw"}, 1500.0)]
+    assert score_of(played, rated=False) == Score.of([1.0, -1.0, 0.0])
+    elo, se = fit_rating([(1496.0, 1.0), (1754.0, 0.0), (1500.0, 0.5)])
+    assert score_of(played, rated=True) == Score(elo, se, 3)
