@@ -372,7 +372,16 @@ class Runner:
             c, recent = self.counters, list(self.live.recent_scores)
             return {"game": self.cfg.env.id, "env_steps": c.env_step, "updates": c.updates, "episodes": c.episodes,
                     "mean_score": float(np.mean(recent)) if recent else None,
-                    "uptime": _duration(time.monotonic() - self._started_at)}
+                    "last_eval": self._eval_text(), "uptime": _duration(time.monotonic() - self._started_at)}
+
+    def _eval_text(self) -> str:
+        """The last evaluation in a few words for chat, e.g. 'Elo 812 ± 190 (checkpoint 4,000)'."""
+        ev = self.last_eval
+        if ev is None:
+            return ""
+        value = f"Elo {ev['score']:.0f} ± {ev['sem']:.0f}" if ev["kind"] == "Elo" else \
+            f"score {ev['score']:.2f} ± {ev['sem']:.2f}"
+        return f"{value} (checkpoint {ev['checkpoint']:,})"
 
     def _chat_status(self) -> dict[str, Any]:
         if self.chat is None:

@@ -237,6 +237,7 @@ class ChatCore:
                  f"{s['updates']:,} updates" if s.get("updates") is not None else "",
                  f"{s['episodes']:,} episodes" if s.get("episodes") is not None else "",
                  f"mean score {s['mean_score']:.2f} (last 100)" if s.get("mean_score") is not None else "",
+                 f"last eval {s['last_eval']}" if s.get("last_eval") else "",
                  f"uptime {s['uptime']}" if s.get("uptime") else ""]
         return [Reply(" · ".join(p for p in parts if p) or "starting up", message.message_id)]
 

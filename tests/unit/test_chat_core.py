@@ -38,6 +38,8 @@ def test_help_and_stats_reply_to_the_message() -> None:
     (stats,) = core.handle(msg("!stats", user="2"), 0)
     assert stats.text == "crafter · env step 12,345 · 67 updates · 8 episodes · mean score 2.35 (last 100) · " \
                          "uptime 01:02:03"
+    core = ChatCore(RULES, stats=lambda: {"game": "chess", "last_eval": "Elo 812 ± 190 (checkpoint 4,000)"})
+    assert core.handle(msg("!stats", user="3"), 0)[0].text == "chess · last eval Elo 812 ± 190 (checkpoint 4,000)"
 
 
 def test_a_viewer_is_held_to_one_command_per_cooldown_and_one_reply_per_30_s() -> None:

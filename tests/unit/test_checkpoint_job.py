@@ -47,6 +47,7 @@ def test_evaluation_plays_the_snapshot_and_keeps_its_episodes(runner) -> None:
     assert all(json.loads(details)["checkpoint"] == 5 for _, _, details in rows)
     assert best[1] == Score.of([score for _, score, _ in rows])
     assert runner.last_eval["checkpoint"] == 5 and runner.status()["training"]["best_checkpoint"]["step"] == 5
+    assert runner._chat_stats()["last_eval"] == f"score {best[1].mean:.2f} ± {best[1].sem:.2f} (checkpoint 5)"
     rows = [json.loads(line) for line in (runner.rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/score" in row for row in rows)
     runner.checkpoint()  # nothing trained since: no second evaluation or save
@@ -124,6 +125,7 @@ def test_chess_checkpoints_are_rated_by_games_against_the_ladder(tmp_path) -> No
         best = r.training.best()
         assert best is not None and best[0] == 3 and best[1] == Score(elo, se, 4)
         assert r._elo_estimate == elo and r.last_eval["kind"] == "Elo"
+        assert r._chat_stats()["last_eval"] == f"Elo {elo:.0f} ± {se:.0f} (checkpoint 3)"  # chat's !stats
         assert r.status()["training"]["ranked_by"] == "Elo from 4 games against the ladder"
         rows = [json.loads(line) for line in (rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
         assert any(row.get("eval/elo") == elo for row in rows)
