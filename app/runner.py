@@ -428,8 +428,12 @@ class Runner:
             best = self.training.best()
             if self._rollback_rule.observe(score, best[1] if best else None):
                 assert best is not None
-                self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below the "
-                                     f"best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
+                try:
+                    self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below "
+                                         f"the best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
+                except TrainerError as exc:
+                    log.error("automatic rollback to checkpoint %d failed: %s; training goes on", best[0], exc)
+                    self._record_event("rollback_failed", str(exc))
         finally:
             self._checkpoint_lock.release()
 

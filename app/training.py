@@ -79,6 +79,8 @@ class Training:
         self.checkpoint_at: float | None = None
         self.last_metrics: dict[str, float] = {}
         self._save_lock = threading.Lock()
+        self._best: tuple[int, Score] | bool | None = False
+        """best()'s answer; False: not read yet."""
         if cfg.trainer.agent == "random":
             self.agent: Any = RandomAgent(action_space, seed=cfg.trainer.seed)
             return
@@ -250,12 +252,20 @@ class Training:
                 log.error("checkpoint %d failed: %s; the previous checkpoint stays usable", step, exc)
                 return None
             self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
+            self._best = self._read_best()
             return step
 
     def best(self) -> tuple[int, Score] | None:
-        """The best-scored checkpoint on disk and its score (None: no checkpoint has a score yet)."""
+        """The best-scored checkpoint on disk and its score (None: no checkpoint has a score yet). Read from
+        disk once, then kept up to date by every save here (the dashboard asks every few seconds)."""
         if self.checkpointer is None:
             return None
+        if self._best is False:
+            with self._save_lock:
+                self._best = self._read_best()
+        return self._best or None
+
+    def _read_best(self) -> tuple[int, Score] | None:
         ranked = self.checkpointer.ranked()
         return (ranked[0][0], Score.from_metrics(ranked[0][1])) if ranked else None
 
@@ -304,6 +314,7 @@ class Training:
                 log.error("the rolled-back state could not be saved as checkpoint %d: %s", step, exc)
                 return
             self.checkpoint_step, self.checkpoint_at = step, time.monotonic()
+            self._best = self._read_best()
 
     def status(self) -> dict[str, Any]:
         if not self.is_learning:
