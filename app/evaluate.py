@@ -85,14 +85,14 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
 
 
 def _stored_score(rundir: RunDir, checkpoint: int | None) -> float | None:
-    """The score checkpoint `checkpoint` was saved with (its Elo, for a rated chess run), if any."""
+    """The Elo checkpoint `checkpoint` was rated with, if it was."""
     if checkpoint is None:
         return None
     from trainer.checkpoint import Checkpointer
 
-    checkpointer = Checkpointer(rundir.checkpoints_dir, read_only=True)
+    checkpointer = Checkpointer(rundir.checkpoints_dir, read_only=True, best_metric="elo")
     try:
-        metrics = checkpointer.metrics(checkpoint)
+        metrics = checkpointer.metrics(checkpoint)  # None unless it was rated in Elo
     finally:
         checkpointer.close()
-    return None if metrics is None else metrics["score"]
+    return None if metrics is None else metrics["elo"]

@@ -15,14 +15,18 @@ import statistics
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
 from app.rating import GAME_SCORE, LADDER, fit_rating, nearest_rungs, rung_of
 from envs import EnvConfig
 
-__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "play_episodes", "score_of"]
+if TYPE_CHECKING:
+    from app.config import Config
+
+__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "play_episodes",
+           "ranking_metric", "score_of"]
 
 EVAL_SEED_OFFSET = 10_000_000
 """Evaluation episode i uses seed env.seed + EVAL_SEED_OFFSET + i; training seeds count up from env.seed."""
@@ -56,7 +60,10 @@ class Score:
         return {f"{key}_sem": self.sem, "episodes": float(self.episodes)}
 
     def clearly_below(self, best: Score, z: float) -> bool:
-        """True when this score is more than `z` combined standard errors below `best`."""
+        """True when this score is more than `z` combined standard errors below `best`; never when either
+        rests on fewer than two episodes (no standard error to judge by)."""
+        if self.episodes < 2 or best.episodes < 2:
+            return False
         return self.mean < best.mean - z * math.hypot(self.sem, best.sem)
 
     def __str__(self) -> str:
@@ -84,6 +91,13 @@ class RollbackRule:
             self.worse_in_a_row = 0
             return True
         return False
+
+
+def ranking_metric(cfg: Config) -> str:
+    """The checkpoint metric a run ranks by: 'elo' for chess rated against the ladder, else 'score' (a mean
+    return). Kept under its own name so checkpoints ranked on another scale are never compared with it."""
+    rated = cfg.env.id == "chess" and cfg.scheduler.elo_ladder and cfg.scheduler.eval_episodes > 0
+    return "elo" if rated else "score"
 
 
 def eval_plan(env: EnvConfig, episodes: int, *, elo_estimate: float | None = None,

@@ -40,6 +40,8 @@ def fit_rating(games: Sequence[tuple[float, float]], *, prior_draws: float = 1.0
         n, s = played.get(opponent, [0.0, 0.0])
         played[opponent] = [n + 1, s + score]
     pairs = [(r, n + prior_draws, s + prior_draws / 2) for r, (n, s) in played.items()]
+    if all(s == 0 for _, _, s in pairs) or all(s == n for _, n, s in pairs):
+        raise ValueError("all wins or all losses have no finite rating without prior_draws > 0")
     rating = sum(r * n for r, n, _ in pairs) / sum(n for _, n, _ in pairs)
     for _ in range(100):
         grad = sum(s - n * expected_score(rating, r) for r, n, s in pairs) * _K

@@ -139,6 +139,8 @@ class Runner:
         self._rates = self._evaluates and cfg.env.id == "chess" and cfg.scheduler.elo_ladder
         """Chess: evaluations are games against the ladder, and checkpoints are ranked by Elo."""
         self._elo_estimate: float | None = None
+        self._auto_rollback_to: int | None = None
+        """The checkpoint the last automatic rollback went to: never again to the same one (see checkpoint())."""
         self.last_eval: dict[str, Any] | None = None
         self._flash: tuple[str, float] = ("", 0.0)
 
@@ -416,7 +418,13 @@ class Runner:
             if snapshot[0] == 0 or snapshot[0] == self.training.checkpoint_step:
                 return
             if self._evaluates:
-                score = self._evaluate(*snapshot)
+                try:
+                    score = self._evaluate(*snapshot)
+                except Exception as exc:  # a broken eval env or opponent must not stop checkpoints
+                    log.exception("evaluation of update %d failed; the checkpoint is saved unscored", snapshot[0])
+                    self._record_event("eval_failed", f"update {snapshot[0]}: {type(exc).__name__}: {exc}"[:500])
+                    self.training.checkpoint(None, snapshot)
+                    return
                 if score is None:
                     return
             else:
@@ -428,6 +436,13 @@ class Runner:
             best = self.training.best()
             if self._rollback_rule.observe(score, best[1] if best else None):
                 assert best is not None
+                if best[0] == self._auto_rollback_to:
+                    # Its descendants never matched its score again: that score was likely luck. Going back
+                    # to it once more would loop; keep training and let a better checkpoint take its place.
+                    self._record_event("rollback_skipped", f"checkpoint {best[0]} was rolled back to already and "
+                                       f"has not been matched since ({best[1]}; the last one scored {score})")
+                    return
+                self._auto_rollback_to = best[0]
                 try:
                     self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below "
                                          f"the best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
@@ -503,6 +518,9 @@ class Runner:
         with self._lock:
             self.live.recent_scores.clear()  # they were the rolled-back policy's; they must not rank the next one
         self._rollback_rule.worse_in_a_row = 0
+        metrics = self.training.checkpointer.metrics(restored)
+        if self._rates and metrics is not None:
+            self._elo_estimate = metrics["elo"]  # rate the restored agent against the rungs around its own Elo
         self._record_event("rollback", f"to checkpoint {restored}: {reason}")
         self.flash(f"rolled back to checkpoint #{restored}")
         if self.obs is not None:
@@ -519,6 +537,8 @@ class Runner:
         """An operator's request from the dashboard: (done or started, what happened, in words)."""
         if action not in CONTROLS:
             return False, f"unknown control {action!r}; one of: {', '.join(CONTROLS)}"
+        if self._scheduler is None or self.stop_event.is_set():
+            return False, "the app is stopping" if self.stop_event.is_set() else "the app is still starting"
         if not self.training.is_learning:
             return False, "the random agent does not learn: no checkpoints, rollbacks or pauses"
         learner = self.training.learner
@@ -537,14 +557,24 @@ class Runner:
             self.flash("learning resumed")
             return True, "learning resumed"
         if action == "rollback":
+            # Not while the checkpoint job scores a snapshot: its score would then name replaced parameters.
+            if not self._checkpoint_lock.acquire(blocking=False):
+                return False, "a checkpoint is being scored and saved; try again when it is done"
             try:
                 restored = self.rollback(step)
             except TrainerError as exc:
                 return False, str(exc)
+            except Exception as exc:
+                log.exception("rollback failed")
+                return False, f"rollback failed: {type(exc).__name__}: {exc}"
+            finally:
+                self._checkpoint_lock.release()
             return True, f"rolled back to checkpoint {restored}"
-        if self._checkpoint_lock.locked() or self._scheduler is None:
-            return False, "a checkpoint is being scored and saved already" if self._scheduler is not None \
-                else "the app is still starting"
+        if self._checkpoint_lock.locked():
+            return False, "a checkpoint is being scored and saved already"
+        if self.training.updates in (0, self.training.checkpoint_step):
+            return False, ("nothing to checkpoint: no update since checkpoint "
+                           f"{self.training.checkpoint_step}" if self.training.updates else "no update yet")
         from datetime import UTC, datetime
 
         self._scheduler.modify_job("checkpoint", next_run_time=datetime.now(UTC))

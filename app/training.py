@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from app.config import Config
-from app.evaluation import Score
+from app.evaluation import Score, ranking_metric
 from trainer import RandomAgent
 from trainer.errors import TrainerError
 
@@ -105,7 +105,7 @@ class Training:
 
         # Across processes only process 0 keeps checkpoints (the parameters are the same everywhere).
         self.checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints,
-                                         keep_best=1, best_metric="score") if is_primary() else None
+                                         keep_best=1, best_metric=ranking_metric(cfg)) if is_primary() else None
         self.learner = Learner(self.agent, self.replay, train_ratio=cfg.run.train_ratio, env_steps=env_steps)
 
     @property
@@ -238,7 +238,11 @@ class Training:
             return None
         with self._save_lock:
             step, state = snapshot if snapshot is not None else self.learner.snapshot()
-            if step == self.checkpoint_step or step == 0 or step in self.checkpointer.steps():
+            saved = self.checkpointer.steps()
+            if step == self.checkpoint_step or step == 0 or step in saved:
+                return None
+            if saved and step < saved[-1]:  # a newer one was written meanwhile (a rollback): the newest stays newest
+                log.info("checkpoint %d not written: checkpoint %d is newer", step, saved[-1])
                 return None
             if self.agent.multiprocess:
                 import jax
@@ -247,7 +251,7 @@ class Training:
             try:
                 self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()},
                                        None if score is None else score.mean,
-                                       None if score is None else score.extra_metrics())
+                                       None if score is None else score.extra_metrics(self.checkpointer.best_metric))
             except (OSError, ValueError, TrainerError) as exc:
                 log.error("checkpoint %d failed: %s; the previous checkpoint stays usable", step, exc)
                 return None
@@ -267,7 +271,7 @@ class Training:
 
     def _read_best(self) -> tuple[int, Score] | None:
         ranked = self.checkpointer.ranked()
-        return (ranked[0][0], Score.from_metrics(ranked[0][1])) if ranked else None
+        return (ranked[0][0], Score.from_metrics(ranked[0][1], self.checkpointer.best_metric)) if ranked else None
 
     def rollback(self, step: int | None = None) -> int:
         """Go back to checkpoint `step`, by default the best-scored one (the next best if it is unreadable):
@@ -307,8 +311,9 @@ class Training:
                     log.warning("checkpoint %d is the best one and stays; a restart before the next checkpoint "
                                 "resumes from it, not from the rollback to %d", step, restored_step)
                     return
-                self.checkpointer.delete(step)
             try:
+                if step in self.checkpointer.steps():
+                    self.checkpointer.delete(step)
                 self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()})
             except (OSError, ValueError, TrainerError) as exc:
                 log.error("the rolled-back state could not be saved as checkpoint %d: %s", step, exc)

@@ -9,6 +9,7 @@ version, other model settings) stops the restore with an error instead: nothing 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,15 @@ class Checkpointer:
     def __init__(self, directory: Path, *, keep: int = 3, keep_best: int = 1, best_metric: str = "score",
                  read_only: bool = False) -> None:
         """`read_only`: restore only, and touch nothing on disk (no folder made, no unfinished save of a run
-        that is still training cleaned up, no old checkpoint deleted): for eval and diagnostics."""
+        that is still training cleaned up, no old checkpoint deleted): for eval and diagnostics.
+
+        `best_metric` names what ranks checkpoints; checkpoints saved with another one (the run ranked them
+        on another scale before) rank below every checkpoint that has it."""
         self.directory = Path(directory).resolve()
         self.best_metric = best_metric
         policies = [ocm.LatestN(keep)]
         if keep_best:
-            policies.append(ocm.BestN(get_metric_fn=lambda m: m[best_metric], n=keep_best,
+            policies.append(ocm.BestN(get_metric_fn=lambda m: m.get(best_metric, -math.inf), n=keep_best,
                                       keep_checkpoints_without_metrics=False))
         multiprocessing = ocp.options.MultiprocessingOptions()
         if jax.process_count() > 1:
@@ -47,7 +51,7 @@ class Checkpointer:
         # best_fn makes orbax write each checkpoint's metrics to disk: without it, BestN ranks only what this
         # process saved, and after a restart the best checkpoint is no longer kept.
         options = ocp.CheckpointManagerOptions(preservation_policy=ocm.AnyPreservationPolicy(policies),
-                                               best_fn=(lambda m: m[best_metric]) if keep_best else None,
+                                               best_fn=(lambda m: m.get(best_metric, -math.inf)) if keep_best else None,
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)

@@ -148,3 +148,16 @@ def test_the_best_checkpoint_is_still_kept_after_a_restart(tmp_path) -> None:
         ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score)
     assert ck.steps() == [2, 5, 6] and ck.ranked()[0][0] == 2
     ck.close()
+
+
+def test_checkpoints_ranked_on_another_scale_never_outrank_the_current_one(tmp_path) -> None:
+    """A chess run ranked by mean return, then by Elo: the old scores are not compared with Elos."""
+    ck = Checkpointer(tmp_path / "ck", keep=1, keep_best=1, best_metric="score")
+    ck.save(1, state_of(1), {"updates": 1, "env_step": 0}, metric=900.0)
+    ck.close()
+    ck = Checkpointer(tmp_path / "ck", keep=1, keep_best=1, best_metric="elo")
+    assert ck.ranked() == [] and ck.metrics(1) is None
+    for step, elo in [(2, 150.0), (3, 120.0), (4, 100.0)]:
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=elo)
+    assert [step for step, _ in ck.ranked()] == [2, 4] and ck.steps() == [2, 4]  # the newest, the best Elo
+    ck.close()

@@ -14,6 +14,7 @@ from app.config import load_blocks, resolve
 from app.evaluation import Score
 from app.rundir import RunDir
 from app.runner import Runner
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -84,21 +85,68 @@ def test_two_clearly_worse_checkpoints_in_a_row_roll_back_to_the_best(runner, mo
     step, state, _ = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0})
     assert step == 16 and equal_trees(state.params, shifted(2).params)
     assert t.best()[0] == 12 and t.checkpointer.metrics(16) is None
+    # Its descendants never match 12's score again: no second rollback to it (that would loop forever).
+    monkeypatch.setattr(runner, "_evaluate", lambda step, state: Score(1.0, 0.1, 3))
+    t.agent.load_state(shifted(7))
+    for update in (17, 18):
+        t.learner.updates = update
+        runner.checkpoint()
+    assert equal_trees(t.agent.state.params, shifted(7).params)  # kept: no rollback
+    with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
+        kinds = [k for (k,) in db.execute("select kind from events where kind like 'rollback%' order by id")]
+    assert kinds == ["rollback", "rollback_skipped"]
 
 
 def test_operator_controls(runner) -> None:
+    from app.scheduler import build_scheduler, declare_jobs
+
     t = runner.training
+    assert runner.control("pause") == (False, "the app is still starting")  # no scheduler yet
+    cfg = runner.cfg
+    runner._scheduler = build_scheduler(declare_jobs(cfg.run, cfg.scheduler, save_state=runner.save_state,
+                                                     report_status=runner.report_status,
+                                                     checkpoint=runner.checkpoint, prune_disk=runner.prune_disk))
+    runner._scheduler.start()
+    try:
+        operate(runner, t)
+    finally:
+        runner._scheduler.shutdown(wait=True)
+    runner.stop_event.set()
+    assert runner.control("resume") == (False, "the app is stopping")
+
+
+def operate(runner, t) -> None:
+    assert runner.control("checkpoint") == (False, "no update yet")
     assert runner.control("rollback") == (False, "no checkpoint has a score yet: there is nothing to roll back to")
     assert runner.control("pause")[0] and t.learner.paused.is_set()
     assert runner.control("pause") == (False, "learning is paused already")
     assert runner.control("resume")[0] and not t.learner.paused.is_set()
     assert runner.control("explode") == (False, "unknown control 'explode'; one of: checkpoint, rollback, pause, "
                                                 "resume")
-    assert runner.control("checkpoint") == (False, "the app is still starting")  # no scheduler yet
     t.learner.updates = 4
-    runner.checkpoint()
+    assert runner.control("checkpoint") == (True, "checkpoint started (evaluating 3 episodes, then saving); "
+                                                  "see the events")
+    wait_for(lambda: t.checkpoint_step == 4 and not runner._checkpoint_lock.locked(), "the scheduler to run it")
+    assert t.best()[0] == 4 and runner.last_eval["checkpoint"] == 4
+    assert runner.control("checkpoint") == (False, "nothing to checkpoint: no update since checkpoint 4")
+    with runner._checkpoint_lock:  # the job is scoring a snapshot: no rollback under it
+        assert runner.control("rollback") == (False, "a checkpoint is being scored and saved; try again when it "
+                                                     "is done")
     assert runner.control("rollback") == (True, "rolled back to checkpoint 4")
-    assert runner.control("rollback", 99)[0] is False
+    assert runner.control("rollback", 99) == (False, "there is no checkpoint 99; kept: [4]")
+
+
+def test_a_failing_evaluation_still_saves_the_checkpoint_unscored(runner, monkeypatch) -> None:
+    def broken(step, state):
+        raise RuntimeError("stockfish died")
+
+    monkeypatch.setattr(runner, "_evaluate", broken)
+    runner.training.learner.updates = 9
+    runner.checkpoint()
+    assert runner.training.checkpoint_step == 9 and runner.training.best() is None
+    with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
+        events = db.execute("select message from events where kind = 'eval_failed'").fetchall()
+    assert events == [("update 9: RuntimeError: stockfish died",)]
 
 
 def test_chess_checkpoints_are_rated_by_games_against_the_ladder(tmp_path) -> None:

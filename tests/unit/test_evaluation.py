@@ -28,6 +28,8 @@ def test_clearly_below_needs_more_than_z_combined_standard_errors() -> None:
     assert not Score(1.0, 4.0, 10).clearly_below(best, z=2.0)  # 9 below, but 2 x 5 = 10 s.e. allowed
     assert Score(-0.5, 4.0, 10).clearly_below(best, z=2.0)
     assert not Score(10.0, 0.0, 10).clearly_below(Score(10.0, 0.0, 10), z=2.0)  # equal is never worse
+    assert not Score(-100.0, 0.0, 1).clearly_below(best, z=2.0)  # one episode: no standard error to judge by
+    assert not Score(-100.0, 0.0, 10).clearly_below(Score(10.0, 0.0, 1), z=2.0)
 
 
 def test_rollback_only_after_the_given_number_of_clearly_worse_checkpoints_in_a_row() -> None:

@@ -36,6 +36,8 @@ def test_the_virtual_draw_keeps_perfect_results_finite() -> None:
         fit_rating([])
     with pytest.raises(ValueError):
         fit_rating([(1500, 2)])
+    with pytest.raises(ValueError, match="no finite rating"):
+        fit_rating([(1500, 1), (1700, 1)], prior_draws=0)
 
 
 def test_nearest_rungs_and_rung_lookup() -> None:
