@@ -14,12 +14,16 @@ from collections.abc import Sequence
 
 from envs.chess.opponents import LADDER
 
-__all__ = ["GAME_SCORE", "LADDER", "expected_score", "fit_rating", "nearest_rungs", "rung_of"]
+__all__ = ["ADVANCE_SCORE", "GAME_SCORE", "LADDER", "expected_score", "fit_rating", "nearest_rungs",
+           "next_opponent", "rung_of"]
 
 GAME_SCORE = {"win": 1.0, "draw": 0.5, "loss": 0.0}
 """A game's score for the rated player, by the env's result."""
 
 _K = math.log(10) / 400
+
+ADVANCE_SCORE = 0.75
+"""The training opponent advances to the next rung once the agent is expected to score this much against it."""
 
 
 def expected_score(rating: float, opponent: float) -> float:
@@ -64,3 +68,14 @@ def nearest_rungs(rating: float, count: int) -> list[tuple[str, float]]:
 def rung_of(spec: str) -> float | None:
     """The ladder Elo of an opponent spec (None when it is not a rung)."""
     return dict(LADDER).get(spec.strip())
+
+
+def next_opponent(current: str, elo: float, se: float) -> str | None:
+    """The next rung of the training curriculum, or None to stay: the agent moves on from a ladder rung once
+    it is expected to score ADVANCE_SCORE against it even at its rating minus one standard error. An
+    opponent that is not a rung (a custom spec) is never changed."""
+    rung = rung_of(current)
+    if rung is None or expected_score(elo - se, rung) < ADVANCE_SCORE:
+        return None
+    stronger = [spec for spec, r in LADDER if r > rung]
+    return stronger[0] if stronger else None

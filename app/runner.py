@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -33,6 +33,7 @@ from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, eval_plan, fir
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
+from app.rating import next_opponent, rung_of
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
@@ -140,6 +141,12 @@ class Runner:
         """Chess: evaluations are games against the ladder, and checkpoints are ranked by Elo."""
         self._elo_estimate: float | None = None
         self._auto_rollback_to: int | None = None
+        self._curriculum = self._rates and cfg.scheduler.curriculum
+        stored = rundir.read_state().get("training_opponent")
+        self.training_opponent: str | None = stored if self._curriculum and isinstance(stored, str) \
+            and rung_of(stored) is not None else None
+        """Chess curriculum: the ladder rung the actor trains against now (None: env.chess.opponent)."""
+        self._opponent_changed = threading.Event()
         """The checkpoint the last automatic rollback went to: never again to the same one (see checkpoint())."""
         self.last_eval: dict[str, Any] | None = None
         self._flash: tuple[str, float] = ("", 0.0)
@@ -277,7 +284,8 @@ class Runner:
     def _act(self, stop: threading.Event) -> None:
         """Play the env with the agent until `stop`, feeding replay; one env per (re)start of this component."""
         cfg, training = self.cfg, self.training
-        env = envs.make_from_config(cfg.env)
+        env = envs.make_from_config(self._actor_env_config())
+        self._opponent_changed.clear()
         try:
             cap_s = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
             obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
@@ -312,6 +320,10 @@ class Runner:
                     self._reset_episode.clear()  # the vote ended this game; it must not cut the next one short
                     training.record(obs, None, reward, is_first=False, is_last=True, is_terminal=terminated)
                     self._episode_done(step, info["episode"])
+                    if self._opponent_changed.is_set():  # the curriculum moved on: the next game is against it
+                        self._opponent_changed.clear()
+                        env.close()
+                        env = envs.make_from_config(self._actor_env_config())
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
                     state, reward, is_first = None, 0.0, True
                     score, length = 0.0, 0
@@ -433,6 +445,8 @@ class Runner:
                 score = Score.of(recent) if recent else None
             if self.training.checkpoint(score, snapshot) is None or score is None:
                 return
+            if self._curriculum:
+                self._advance_opponent(score)
             best = self.training.best()
             if self._rollback_rule.observe(score, best[1] if best else None):
                 assert best is not None
@@ -503,11 +517,34 @@ class Runner:
         log.info("update %d scored %s%s in evaluation (%.1fs)", step, "Elo " if self._rates else "", score, seconds)
         return score
 
+    def _actor_env_config(self) -> Any:
+        """The env the actor trains on: the config's, against the curriculum's current opponent."""
+        env = self.cfg.env
+        if self.training_opponent is None:
+            return env
+        return replace(env, chess=replace(env.chess, opponent=self.training_opponent))
+
+    def _advance_opponent(self, score: Score) -> None:
+        """Chess curriculum: move the actor on to the next ladder rung once it beats its opponent (75 %)."""
+        current = self.training_opponent or self.cfg.env.chess.opponent
+        following = next_opponent(current, score.mean, score.sem)
+        if following is None:
+            return
+        self.training_opponent = following
+        self._opponent_changed.set()
+        log.info("curriculum: rated %s, the agent now trains against %s instead of %s", score, following, current)
+        self._record_event("opponent", f"{current} -> {following} (Elo {score})")
+        self.flash(f"new opponent: {following}")
+        if self.metrics is not None:
+            self.metrics.write(self.counters.env_step, {"train/opponent_elo": rung_of(following)})
+        self.save_state()
+
     def _eval_plan(self, episodes: int) -> list[tuple[Any, int, float | None]]:
         """(env config, episodes, rung Elo or None) per env the evaluation plays on."""
         if self._rates and self._elo_estimate is None:
             best = self.training.best()
-            self._elo_estimate = first_elo_estimate(self.cfg.env, best[1].mean if best is not None else None)
+            self._elo_estimate = first_elo_estimate(self._actor_env_config(),
+                                                    best[1].mean if best is not None else None)
         return eval_plan(self.cfg.env, episodes, elo_estimate=self._elo_estimate if self._rates else None,
                          rungs=self.cfg.scheduler.elo_rungs)
 
@@ -702,6 +739,8 @@ class Runner:
                 f"{self.cfg.scheduler.eval_episodes} evaluation episodes"
             status["last_eval"] = self.last_eval
             status["worse_in_a_row"] = self._rollback_rule.worse_in_a_row
+            if self.cfg.env.id == "chess":
+                status["opponent"] = self.training_opponent or self.cfg.env.chess.opponent
         return status
 
     def save_state(self) -> None:
@@ -710,6 +749,8 @@ class Runner:
             state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
                      "updates": self.counters.updates, "sessions": self.counters.sessions,
                      "saved_at": time.time(), "version": __version__}
+        if self.training_opponent is not None:
+            state["training_opponent"] = self.training_opponent
         self.rundir.write_state(state)
 
     def report_status(self) -> None:

@@ -127,6 +127,9 @@ class SchedulerConfig:
     Stockfish among them) and rank checkpoints by the fitted Elo (Stockfish 15.1 engine scale)."""
     elo_rungs: Annotated[int, Interval(ge=1, le=9)] = 3
     """Chess with elo_ladder: the number of rungs the evaluation games are spread over."""
+    curriculum: bool = True
+    """Chess with elo_ladder: once the agent is expected to score 75 % against its training opponent (a ladder
+    rung), training continues against the next rung (kept in state.json across restarts)."""
 
 
 @dataclass(frozen=True, kw_only=True)

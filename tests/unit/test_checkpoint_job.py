@@ -181,3 +181,45 @@ def test_chess_checkpoints_are_rated_by_games_against_the_ladder(tmp_path) -> No
         r.training.close()
         r.metrics.close()
         r._engine.dispose()
+
+
+def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_it(tmp_path, monkeypatch) -> None:
+    import threading
+
+    cfg = resolve(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 20), ("scheduler.eval_episodes", 4),
+                             ("run.pace_to_learner", False)], environ={}, blocks=load_blocks())
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    r = Runner(cfg, rundir, mode="train")
+    r._open()
+    try:
+        monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(-100.0, 40.0, 4))
+        r.training.learner.updates = 1
+        r.checkpoint()  # rated below what beating the random mover (-153) 3 games in 4 takes: it stays
+        assert r.training_opponent is None and r.status()["training"]["opponent"] == "random"
+        stop = threading.Event()
+        actor = threading.Thread(target=r._act, args=(stop,))
+        actor.start()
+        try:
+            wait_for(lambda: r.counters.episodes >= 1, "a game against the random mover")
+            monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(300.0, 40.0, 4))
+            r.training.learner.updates = 2
+            r.checkpoint()
+            assert r.training_opponent == "epsilon:0.75"
+            assert json.loads(rundir.state_path.read_text())["training_opponent"] == "epsilon:0.75"
+            switched_at = r.counters.episodes + 1  # the game in progress ends against its opponent
+            wait_for(lambda: r.counters.episodes >= switched_at + 2, "two games against the next rung")
+        finally:
+            stop.set()
+            actor.join(timeout=60)
+        with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
+            kinds = db.execute("select kind, message from events where kind = 'opponent'").fetchall()
+            opponents = [o for (o,) in db.execute("select opponent from episodes where mode = 'train' order by id")]
+        assert kinds == [("opponent", "random -> epsilon:0.75 (Elo 300 ± 40 (4 episodes))")]
+        assert opponents[0] == "random" and opponents[switched_at:] == ["epsilon 0.75"] * len(opponents[switched_at:])
+        assert len(opponents[switched_at:]) >= 2
+    finally:
+        r.training.close()
+        r.metrics.close()
+        r._engine.dispose()
+    assert Runner(cfg, rundir, mode="train").training_opponent == "epsilon:0.75"  # resumed where it was

@@ -45,3 +45,14 @@ def test_nearest_rungs_and_rung_lookup() -> None:
     assert [elo for _, elo in nearest_rungs(1500, 3)] == [1496, 1500, 1754]
     assert len(nearest_rungs(0, 99)) == len(LADDER) and len(nearest_rungs(0, 0)) == 1
     assert rung_of("greedy") == 658 and rung_of("stockfish:elo=1700") == 1754 and rung_of("epsilon:0.1") is None
+
+
+def test_the_training_opponent_advances_one_rung_once_the_agent_scores_75_percent_against_it() -> None:
+    from app.rating import next_opponent
+
+    margin = 400 * math.log10(3)  # 75 % expected score
+    assert next_opponent("random", -153 + margin + 50, 50 - 0.01) == "epsilon:0.75"
+    assert next_opponent("random", -153 + margin + 50, 50 + 0.01) is None  # not sure enough yet
+    assert next_opponent("greedy", 2000, 10) == "epsilon:0.25"  # one rung at a time
+    assert next_opponent("stockfish:elo=2000", 4000, 10) is None  # the top rung
+    assert next_opponent("stockfish:nodes=1000", 4000, 10) is None  # not a rung: the operator's choice stays
