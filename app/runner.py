@@ -141,13 +141,15 @@ class Runner:
         """Chess: evaluations are games against the ladder, and checkpoints are ranked by Elo."""
         self._elo_estimate: float | None = None
         self._auto_rollback_to: int | None = None
+        """The checkpoint the last automatic rollback went to: never again to the same one (see checkpoint())."""
+        self._state_lock = threading.RLock()
+        """Held while state.json is built and written, and while the curriculum changes the opponent."""
         self._curriculum = self._rates and cfg.scheduler.curriculum
-        stored = rundir.read_state().get("training_opponent")
-        self.training_opponent: str | None = stored if self._curriculum and isinstance(stored, str) \
-            and rung_of(stored) is not None else None
+        self._stored_curriculum = rundir.read_state().get("curriculum")
+        """What state.json says of the curriculum; written back unchanged while it is not in use."""
+        self.training_opponent: str | None = self._restore_opponent(self._stored_curriculum)
         """Chess curriculum: the ladder rung the actor trains against now (None: env.chess.opponent)."""
         self._opponent_changed = threading.Event()
-        """The checkpoint the last automatic rollback went to: never again to the same one (see checkpoint())."""
         self.last_eval: dict[str, Any] | None = None
         self._flash: tuple[str, float] = ("", 0.0)
 
@@ -284,8 +286,8 @@ class Runner:
     def _act(self, stop: threading.Event) -> None:
         """Play the env with the agent until `stop`, feeding replay; one env per (re)start of this component."""
         cfg, training = self.cfg, self.training
+        self._opponent_changed.clear()  # before reading the opponent: a change from now on is seen at an episode end
         env = envs.make_from_config(self._actor_env_config())
-        self._opponent_changed.clear()
         try:
             cap_s = 1.0 / cfg.run.max_env_fps if (cfg.run.max_env_fps and self.mode == "run") else 0.0
             obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
@@ -322,8 +324,7 @@ class Runner:
                     self._episode_done(step, info["episode"])
                     if self._opponent_changed.is_set():  # the curriculum moved on: the next game is against it
                         self._opponent_changed.clear()
-                        env.close()
-                        env = envs.make_from_config(self._actor_env_config())
+                        env = self._switch_env(env)
                     obs, _ = env.reset(seed=cfg.env.seed + self.counters.episodes)
                     state, reward, is_first = None, 0.0, True
                     score, length = 0.0, 0
@@ -339,6 +340,17 @@ class Runner:
                     stop.wait(max(0.0, next_t - now))
         finally:
             env.close()
+
+    def _switch_env(self, env: Any) -> Any:
+        """The actor's env for the curriculum's new opponent; the old one stays if the new one cannot be made."""
+        try:
+            new = envs.make_from_config(self._actor_env_config())
+        except Exception:
+            log.exception("could not make the env for the opponent %s; the actor keeps its current opponent",
+                          self.training_opponent)
+            return env
+        env.close()
+        return new
 
     def _on_train_metrics(self, updates: int, metrics: dict[str, float]) -> None:
         with self._lock:
@@ -496,6 +508,9 @@ class Runner:
         if self._rates:
             self._elo_estimate = score.mean
             row.update({"eval/elo": score.mean, "eval/elo_se": score.sem})
+            opponent_elo = rung_of(self.training_opponent or cfg.env.chess.opponent)
+            if opponent_elo is not None:
+                row["train/opponent_elo"] = opponent_elo
         with self._lock:
             env_step = self.counters.env_step
         try:
@@ -524,14 +539,34 @@ class Runner:
             return env
         return replace(env, chess=replace(env.chess, opponent=self.training_opponent))
 
+    def _restore_opponent(self, stored: Any) -> str | None:
+        """The rung a resumed curriculum had reached, if it started from the opponent configured now."""
+        if not self._curriculum or stored is None:
+            return None
+        configured = self.cfg.env.chess.opponent
+        if not isinstance(stored, dict) or rung_of(str(stored.get("opponent", ""))) is None:
+            log.warning("state.json: curriculum = %r is not a ladder rung; training starts against %s",
+                        stored, configured)
+            return None
+        if stored.get("from") != configured:
+            log.warning("the curriculum had reached %s from %s, but env.chess.opponent is now %s: training "
+                        "starts against %s", stored["opponent"], stored.get("from"), configured, configured)
+            return None
+        log.info("curriculum: training goes on against %s (reached from %s)", stored["opponent"], configured)
+        return stored["opponent"]
+
     def _advance_opponent(self, score: Score) -> None:
-        """Chess curriculum: move the actor on to the next ladder rung once it beats its opponent (75 %)."""
+        """Chess curriculum: move the actor on to the next ladder rung once it beats its opponent (75 %).
+        Process 0 alone scores checkpoints, so a training over several processes keeps its opponents."""
+        if self.training.agent.multiprocess:
+            return
         current = self.training_opponent or self.cfg.env.chess.opponent
         following = next_opponent(current, score.mean, score.sem)
         if following is None:
             return
-        self.training_opponent = following
-        self._opponent_changed.set()
+        with self._state_lock:
+            self.training_opponent = following
+            self._opponent_changed.set()
         log.info("curriculum: rated %s, the agent now trains against %s instead of %s", score, following, current)
         self._record_event("opponent", f"{current} -> {following} (Elo {score})")
         self.flash(f"new opponent: {following}")
@@ -744,14 +779,18 @@ class Runner:
         return status
 
     def save_state(self) -> None:
-        """Write the counters atomically to state.json (a kill -9 leaves the previous copy)."""
-        with self._lock:
-            state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
-                     "updates": self.counters.updates, "sessions": self.counters.sessions,
-                     "saved_at": time.time(), "version": __version__}
-        if self.training_opponent is not None:
-            state["training_opponent"] = self.training_opponent
-        self.rundir.write_state(state)
+        """Write the counters (and the curriculum's opponent) atomically to state.json (a kill -9 leaves the
+        previous copy)."""
+        with self._state_lock:
+            with self._lock:
+                state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
+                         "updates": self.counters.updates, "sessions": self.counters.sessions,
+                         "saved_at": time.time(), "version": __version__}
+            if self.training_opponent is not None:
+                state["curriculum"] = {"opponent": self.training_opponent, "from": self.cfg.env.chess.opponent}
+            elif self._stored_curriculum is not None and not self._curriculum:
+                state["curriculum"] = self._stored_curriculum  # not in use this session: kept for the next
+            self.rundir.write_state(state)
 
     def report_status(self) -> None:
         """Update the FPS figures, write a metrics row and one status line."""

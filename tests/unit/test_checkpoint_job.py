@@ -206,7 +206,8 @@ def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_i
             r.training.learner.updates = 2
             r.checkpoint()
             assert r.training_opponent == "epsilon:0.75"
-            assert json.loads(rundir.state_path.read_text())["training_opponent"] == "epsilon:0.75"
+            assert json.loads(rundir.state_path.read_text())["curriculum"] == {"opponent": "epsilon:0.75",
+                                                                               "from": "random"}
             switched_at = r.counters.episodes + 1  # the game in progress ends against its opponent
             wait_for(lambda: r.counters.episodes >= switched_at + 2, "two games against the next rung")
         finally:
@@ -223,3 +224,14 @@ def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_i
         r.metrics.close()
         r._engine.dispose()
     assert Runner(cfg, rundir, mode="train").training_opponent == "epsilon:0.75"  # resumed where it was
+    # Resumed with another opponent configured: the operator's choice wins (the climb started elsewhere).
+    other = resolve(["tiny"], [("env.id", "chess"), ("env.chess.opponent", "stockfish:nodes=1000")],
+                    environ={}, blocks=load_blocks())
+    assert Runner(other, rundir, mode="train").training_opponent is None
+    # A session with the curriculum off leaves the stored climb for the next one.
+    off = resolve(["tiny"], [("env.id", "chess"), ("scheduler.curriculum", False)], environ={}, blocks=load_blocks())
+    quiet = Runner(off, rundir, mode="train")
+    assert quiet.training_opponent is None and quiet._actor_env_config().chess.opponent == "random"
+    quiet.save_state()
+    assert json.loads(rundir.state_path.read_text())["curriculum"]["opponent"] == "epsilon:0.75"
+    assert Runner(cfg, rundir, mode="train").training_opponent == "epsilon:0.75"
