@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from app.config import Config
 
 __all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "play_episodes",
-           "ranking_metric", "score_of"]
+           "ranking_metric", "score_of", "with_opponent"]
 
 EVAL_SEED_OFFSET = 10_000_000
 """Evaluation episode i uses seed env.seed + EVAL_SEED_OFFSET + i; training seeds count up from env.seed."""
@@ -100,6 +100,11 @@ def ranking_metric(cfg: Config) -> str:
     return "elo" if rated else "score"
 
 
+def with_opponent(env: EnvConfig, spec: str) -> EnvConfig:
+    """`env` with another chess opponent (a spec such as 'greedy' or 'stockfish:elo=1700')."""
+    return replace(env, chess=replace(env.chess, opponent=spec))
+
+
 def eval_plan(env: EnvConfig, episodes: int, *, elo_estimate: float | None = None,
               rungs: int = 3) -> list[tuple[EnvConfig, int, float | None]]:
     """Where the evaluation episodes are played: [(env config, episodes, the rung's Elo or None)].
@@ -114,7 +119,7 @@ def eval_plan(env: EnvConfig, episodes: int, *, elo_estimate: float | None = Non
     for i, (spec, elo) in enumerate(nearest):
         count = episodes // len(nearest) + (1 if i < episodes % len(nearest) else 0)
         if count:
-            plan.append((replace(env, chess=replace(env.chess, opponent=spec)), count, elo))
+            plan.append((with_opponent(env, spec), count, elo))
     return plan
 
 

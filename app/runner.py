@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
@@ -29,7 +29,17 @@ from app.chat.twitch import TwitchChat
 from app.config import Config, secret_values
 from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
-from app.evaluation import EVAL_SEED_OFFSET, RollbackRule, Score, eval_plan, first_elo_estimate, play_episodes, score_of
+from app.evaluation import (
+    EVAL_SEED_OFFSET,
+    RollbackRule,
+    Score,
+    eval_plan,
+    first_elo_estimate,
+    play_episodes,
+    ranking_metric,
+    score_of,
+    with_opponent,
+)
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
@@ -137,7 +147,7 @@ class Runner:
         """Held while a checkpoint is scored and saved (the job, or the operator's 'checkpoint now')."""
         self._rollback_rule = RollbackRule(cfg.scheduler.rollback_after, cfg.scheduler.rollback_z)
         self._evaluates = cfg.scheduler.eval_episodes > 0 and not envs.spec(cfg.env.id).single_instance
-        self._rates = self._evaluates and cfg.env.id == "chess" and cfg.scheduler.elo_ladder
+        self._rates = ranking_metric(cfg) == "elo"
         """Chess: evaluations are games against the ladder, and checkpoints are ranked by Elo."""
         self._elo_estimate: float | None = None
         self._auto_rollback_to: int | None = None
@@ -502,8 +512,8 @@ class Runner:
                 log.info("evaluation of update %d stopped after %d of %d episodes", step, len(played), n)
                 return None
         seconds = time.monotonic() - t0
-        score = score_of(played, rated=self._rates)
-        returns = score if not self._rates else score_of(played, rated=False)
+        returns = score_of(played, rated=False)
+        score = score_of(played, rated=True) if self._rates else returns
         row = {"eval/score": returns.mean, "eval/score_sem": returns.sem}
         if self._rates:
             self._elo_estimate = score.mean
@@ -522,10 +532,7 @@ class Runner:
             log.exception("could not store the evaluation episodes of update %d", step)
         if self.metrics is not None:
             self.metrics.write(env_step, {**row, "eval/episodes": float(n), "eval/seconds": seconds})
-        if self._rates:
-            self.feed.on_eval(env_step, elo=score.mean)
-        else:
-            self.feed.on_eval(env_step, score.mean)
+        self.feed.on_eval(env_step, None if self._rates else score.mean, score.mean if self._rates else None)
         self.last_eval = {"checkpoint": step, "score": round(score.mean, 4), "sem": round(score.sem, 4),
                           "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time(),
                           "kind": "Elo" if self._rates else "mean return"}
@@ -537,7 +544,7 @@ class Runner:
         env = self.cfg.env
         if self.training_opponent is None:
             return env
-        return replace(env, chess=replace(env.chess, opponent=self.training_opponent))
+        return with_opponent(env, self.training_opponent)
 
     def _restore_opponent(self, stored: Any) -> str | None:
         """The rung a resumed curriculum had reached, if it started from the opponent configured now."""

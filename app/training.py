@@ -305,14 +305,14 @@ class Training:
             step, state = self.learner.snapshot()
             if step == restored_step:
                 return
-            if step in self.checkpointer.steps():  # no update since the last save: that save is replaced
-                ranked = self.checkpointer.ranked()
-                if ranked and ranked[0][0] == step:
-                    log.warning("checkpoint %d is the best one and stays; a restart before the next checkpoint "
-                                "resumes from it, not from the rollback to %d", step, restored_step)
-                    return
+            exists = step in self.checkpointer.steps()  # no update since the last save: that save is replaced
+            best = self._read_best() if exists else None
+            if best is not None and best[0] == step:
+                log.warning("checkpoint %d is the best one and stays; a restart before the next checkpoint "
+                            "resumes from it, not from the rollback to %d", step, restored_step)
+                return
             try:
-                if step in self.checkpointer.steps():
+                if exists:
                     self.checkpointer.delete(step)
                 self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()})
             except (OSError, ValueError, TrainerError) as exc:

@@ -28,6 +28,13 @@ def live(tmp_path_factory):
     app.kill()
 
 
+def launch_chromium(pw):
+    """Debian's headless Chromium, quiet: no sandbox (root in CI), no GPU, no background traffic."""
+    return pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
 def recordings(app: AppProcess) -> list:
     return sorted((app.logdir / "recordings").glob("stream-*.flv"))
 
@@ -94,9 +101,7 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.goto(live.url())
@@ -131,7 +136,7 @@ def test_local_chat_box_runs_a_poll_on_the_broadcast(live) -> None:
 
     before = poll_panel(live)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.goto(live.url())
@@ -280,9 +285,7 @@ def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_facto
                        "--scheduler.eval_episodes", "3"], logdir)
     wait_for(lambda: app.status()["training"]["updates"] > 0, "the first update")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.on("dialog", lambda dialog: dialog.accept())  # "Roll the agent back ...?"

@@ -18,17 +18,28 @@ from tests.conftest import wait_for
 
 
 @pytest.fixture
-def runner(tmp_path):
-    cfg = resolve(["tiny", "catch"], [("scheduler.eval_episodes", 3), ("scheduler.rollback_after", 2)],
-                  environ={}, blocks=load_blocks())
-    rundir = RunDir(tmp_path / "run")
-    rundir.create()
-    r = Runner(cfg, rundir, mode="train")
-    r._open()
-    yield r
-    r.training.close()
-    r.metrics.close()
-    r._engine.dispose()
+def open_runner(tmp_path):
+    """open_runner(blocks, overrides) -> a train-mode Runner opened on a new run dir (closed after the test)."""
+    opened = []
+
+    def open_(blocks: list[str], overrides: list[tuple[str, object]]) -> Runner:
+        rundir = RunDir(tmp_path / "run")
+        rundir.create()
+        r = Runner(resolve(blocks, overrides, environ={}, blocks=load_blocks()), rundir, mode="train")
+        opened.append(r)
+        r._open()
+        return r
+
+    yield open_
+    for r in opened:
+        r.training.close()
+        r.metrics.close()
+        r._engine.dispose()
+
+
+@pytest.fixture
+def runner(open_runner):
+    return open_runner(["tiny", "catch"], [("scheduler.eval_episodes", 3), ("scheduler.rollback_after", 2)])
 
 
 def equal_trees(a, b) -> bool:
@@ -149,80 +160,64 @@ def test_a_failing_evaluation_still_saves_the_checkpoint_unscored(runner, monkey
     assert events == [("update 9: RuntimeError: stockfish died",)]
 
 
-def test_chess_checkpoints_are_rated_by_games_against_the_ladder(tmp_path) -> None:
+def test_chess_checkpoints_are_rated_by_games_against_the_ladder(open_runner) -> None:
     """Real games against the two rungs nearest the training opponent (random mover; epsilon 0.75 over a real
     Stockfish), the Elo fitted from them ranks the checkpoint and becomes the next evaluation's estimate."""
     from app.rating import GAME_SCORE, fit_rating
 
-    cfg = resolve(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 40), ("scheduler.eval_episodes", 4),
-                             ("scheduler.elo_rungs", 2)], environ={}, blocks=load_blocks())
-    rundir = RunDir(tmp_path / "run")
-    rundir.create()
-    r = Runner(cfg, rundir, mode="train")
-    r._open()
-    try:
-        r.training.learner.updates = 3
-        r.checkpoint()
-        with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
-            games = db.execute("select opponent, result, details from episodes where mode = 'eval'").fetchall()
-        assert sorted(opponent for opponent, _, _ in games) == ["epsilon 0.75", "epsilon 0.75", "random",
-                                                                "random"]
-        assert {json.loads(details)["agent_color"] for _, _, details in games} == {"white", "black"}
-        rung = {"random": -153.0, "epsilon 0.75": 178.0}
-        elo, se = fit_rating([(rung[opponent], GAME_SCORE[result]) for opponent, result, _ in games])
-        best = r.training.best()
-        assert best is not None and best[0] == 3 and best[1] == Score(elo, se, 4)
-        assert r._elo_estimate == elo and r.last_eval["kind"] == "Elo"
-        assert r._chat_stats()["last_eval"] == f"Elo {elo:.0f} ± {se:.0f} (checkpoint 3)"  # chat's !stats
-        assert r.status()["training"]["ranked_by"] == "Elo from 4 games against the ladder"
-        rows = [json.loads(line) for line in (rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
-        assert any(row.get("eval/elo") == elo for row in rows)
-    finally:
-        r.training.close()
-        r.metrics.close()
-        r._engine.dispose()
+    r = open_runner(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 40), ("scheduler.eval_episodes", 4),
+                               ("scheduler.elo_rungs", 2)])
+    rundir = r.rundir
+    r.training.learner.updates = 3
+    r.checkpoint()
+    with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
+        games = db.execute("select opponent, result, details from episodes where mode = 'eval'").fetchall()
+    assert sorted(opponent for opponent, _, _ in games) == ["epsilon 0.75", "epsilon 0.75", "random",
+                                                            "random"]
+    assert {json.loads(details)["agent_color"] for _, _, details in games} == {"white", "black"}
+    rung = {"random": -153.0, "epsilon 0.75": 178.0}
+    elo, se = fit_rating([(rung[opponent], GAME_SCORE[result]) for opponent, result, _ in games])
+    best = r.training.best()
+    assert best is not None and best[0] == 3 and best[1] == Score(elo, se, 4)
+    assert r._elo_estimate == elo and r.last_eval["kind"] == "Elo"
+    assert r._chat_stats()["last_eval"] == f"Elo {elo:.0f} ± {se:.0f} (checkpoint 3)"  # chat's !stats
+    assert r.status()["training"]["ranked_by"] == "Elo from 4 games against the ladder"
+    rows = [json.loads(line) for line in (rundir.metrics_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("eval/elo") == elo for row in rows)
 
 
-def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_it(tmp_path, monkeypatch) -> None:
+def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_it(open_runner, monkeypatch) -> None:
     import threading
 
-    cfg = resolve(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 20), ("scheduler.eval_episodes", 4),
-                             ("run.pace_to_learner", False)], environ={}, blocks=load_blocks())
-    rundir = RunDir(tmp_path / "run")
-    rundir.create()
-    r = Runner(cfg, rundir, mode="train")
-    r._open()
+    r = open_runner(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 20), ("scheduler.eval_episodes", 4),
+                               ("run.pace_to_learner", False)])
+    cfg, rundir = r.cfg, r.rundir
+    monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(-100.0, 40.0, 4))
+    r.training.learner.updates = 1
+    r.checkpoint()  # rated below what beating the random mover (-153) 3 games in 4 takes: it stays
+    assert r.training_opponent is None and r.status()["training"]["opponent"] == "random"
+    stop = threading.Event()
+    actor = threading.Thread(target=r._act, args=(stop,))
+    actor.start()
     try:
-        monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(-100.0, 40.0, 4))
-        r.training.learner.updates = 1
-        r.checkpoint()  # rated below what beating the random mover (-153) 3 games in 4 takes: it stays
-        assert r.training_opponent is None and r.status()["training"]["opponent"] == "random"
-        stop = threading.Event()
-        actor = threading.Thread(target=r._act, args=(stop,))
-        actor.start()
-        try:
-            wait_for(lambda: r.counters.episodes >= 1, "a game against the random mover")
-            monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(300.0, 40.0, 4))
-            r.training.learner.updates = 2
-            r.checkpoint()
-            assert r.training_opponent == "epsilon:0.75"
-            assert json.loads(rundir.state_path.read_text())["curriculum"] == {"opponent": "epsilon:0.75",
-                                                                               "from": "random"}
-            switched_at = r.counters.episodes + 1  # the game in progress ends against its opponent
-            wait_for(lambda: r.counters.episodes >= switched_at + 2, "two games against the next rung")
-        finally:
-            stop.set()
-            actor.join(timeout=60)
-        with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
-            kinds = db.execute("select kind, message from events where kind = 'opponent'").fetchall()
-            opponents = [o for (o,) in db.execute("select opponent from episodes where mode = 'train' order by id")]
-        assert kinds == [("opponent", "random -> epsilon:0.75 (Elo 300 ± 40 (4 episodes))")]
-        assert opponents[0] == "random" and opponents[switched_at:] == ["epsilon 0.75"] * len(opponents[switched_at:])
-        assert len(opponents[switched_at:]) >= 2
+        wait_for(lambda: r.counters.episodes >= 1, "a game against the random mover")
+        monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(300.0, 40.0, 4))
+        r.training.learner.updates = 2
+        r.checkpoint()
+        assert r.training_opponent == "epsilon:0.75"
+        assert json.loads(rundir.state_path.read_text())["curriculum"] == {"opponent": "epsilon:0.75",
+                                                                           "from": "random"}
+        switched_at = r.counters.episodes + 1  # the game in progress ends against its opponent
+        wait_for(lambda: r.counters.episodes >= switched_at + 2, "two games against the next rung")
     finally:
-        r.training.close()
-        r.metrics.close()
-        r._engine.dispose()
+        stop.set()
+        actor.join(timeout=60)
+    with sqlite3.connect(rundir.database_path("dreamstream.db")) as db:
+        kinds = db.execute("select kind, message from events where kind = 'opponent'").fetchall()
+        opponents = [o for (o,) in db.execute("select opponent from episodes where mode = 'train' order by id")]
+    assert kinds == [("opponent", "random -> epsilon:0.75 (Elo 300 ± 40 (4 episodes))")]
+    assert opponents[0] == "random" and opponents[switched_at:] == ["epsilon 0.75"] * len(opponents[switched_at:])
+    assert len(opponents[switched_at:]) >= 2
     assert Runner(cfg, rundir, mode="train").training_opponent == "epsilon:0.75"  # resumed where it was
     # Resumed with another opponent configured: the operator's choice wins (the climb started elsewhere).
     other = resolve(["tiny"], [("env.id", "chess"), ("env.chess.opponent", "stockfish:nodes=1000")],
