@@ -81,8 +81,10 @@ class Checkpointer:
         (e.g. the metric's standard error, its episode count) is kept beside it when it is given."""
         t0 = time.monotonic()
         tree = {"state": state, "meta": {k: np.asarray(v) for k, v in meta.items()}}
-        metrics = {self.best_metric: float(metric)} if metric is not None and np.isfinite(metric) else None
-        if metrics is not None and extra:
+        # An unscored save gets empty metrics, not None: it ranks below every scored one (and orbax does not
+        # warn that the tracked metric is missing).
+        metrics = {self.best_metric: float(metric)} if metric is not None and np.isfinite(metric) else {}
+        if metrics and extra:
             metrics.update({k: float(v) for k, v in extra.items() if np.isfinite(v)})
         self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
         self._manager.wait_until_finished()

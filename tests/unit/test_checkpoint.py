@@ -161,3 +161,15 @@ def test_checkpoints_ranked_on_another_scale_never_outrank_the_current_one(tmp_p
         ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=elo)
     assert [step for step, _ in ck.ranked()] == [2, 4] and ck.steps() == [2, 4]  # the newest, the best Elo
     ck.close()
+
+
+def test_unscored_saves_rank_below_scored_ones_without_a_warning(tmp_path, caplog) -> None:
+    """Shutdown and rolled-back saves have no score: they never displace the best, and orbax does not warn."""
+    ck = Checkpointer(tmp_path / "ck", keep=1, keep_best=1)
+    with caplog.at_level("WARNING"):
+        for step, score in [(1, None), (2, 4.0), (3, None), (4, None)]:
+            ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score)
+    assert ck.steps() == [2, 4] and [step for step, _ in ck.ranked()] == [2]
+    assert ck.metrics(4) is None
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+    ck.close()
