@@ -23,7 +23,8 @@ GAME_SCORE = {"win": 1.0, "draw": 0.5, "loss": 0.0}
 _K = math.log(10) / 400
 
 ADVANCE_SCORE = 0.75
-"""The training opponent advances to the next rung once the agent is expected to score this much against it."""
+"""The training opponent advances to the next rung once the agent is expected to score this much against it (and
+falls back one rung once it is expected to score less than 1 - this)."""
 
 
 def expected_score(rating: float, opponent: float) -> float:
@@ -70,12 +71,23 @@ def rung_of(spec: str) -> float | None:
     return dict(LADDER).get(spec.strip())
 
 
-def next_opponent(current: str, elo: float, se: float) -> str | None:
-    """The next rung of the training curriculum, or None to stay: the agent moves on from a ladder rung once
-    it is expected to score ADVANCE_SCORE against it even at its rating minus one standard error. An
-    opponent that is not a rung (a custom spec) is never changed."""
+def next_opponent(current: str, elo: float, se: float, *, floor: str | None = None) -> str | None:
+    """The training curriculum's next opponent, or None to stay.
+
+    The agent moves up one rung once it is expected to score ADVANCE_SCORE against its opponent even at its
+    rating minus one standard error, and back down one rung (never below `floor`, the rung the climb started
+    from) once it is expected to score less than 1 - ADVANCE_SCORE even at its rating plus one standard error:
+    after a regression or a rollback it trains against an opponent it can still learn from. The margins on both
+    sides keep it from moving back and forth on noise. An opponent that is not a rung (a custom spec) is never
+    changed."""
     rung = rung_of(current)
-    if rung is None or expected_score(elo - se, rung) < ADVANCE_SCORE:
+    if rung is None:
         return None
-    stronger = [spec for spec, r in LADDER if r > rung]
-    return stronger[0] if stronger else None
+    if expected_score(elo - se, rung) >= ADVANCE_SCORE:
+        stronger = [spec for spec, r in LADDER if r > rung]
+        return stronger[0] if stronger else None
+    if expected_score(elo + se, rung) < 1 - ADVANCE_SCORE:
+        lowest = rung_of(floor) if floor is not None else None
+        weaker = [spec for spec, r in LADDER if r < rung and (lowest is None or r >= lowest)]
+        return weaker[-1] if weaker else None
+    return None

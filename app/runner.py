@@ -563,12 +563,13 @@ class Runner:
         return stored["opponent"]
 
     def _advance_opponent(self, score: Score) -> None:
-        """Chess curriculum: move the actor on to the next ladder rung once it beats its opponent (75 %).
+        """Chess curriculum: move the actor on to the next ladder rung once it beats its opponent (75 %), or back
+        one rung (not below the configured opponent) once it scores under 25 % against it, e.g. after a rollback.
         Process 0 alone scores checkpoints, so a training over several processes keeps its opponents."""
         if self.training.agent.multiprocess:
             return
         current = self.training_opponent or self.cfg.env.chess.opponent
-        following = next_opponent(current, score.mean, score.sem)
+        following = next_opponent(current, score.mean, score.sem, floor=self.cfg.env.chess.opponent)
         if following is None:
             return
         with self._state_lock:

@@ -230,3 +230,10 @@ def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_i
     quiet.save_state()
     assert json.loads(rundir.state_path.read_text())["curriculum"]["opponent"] == "epsilon:0.75"
     assert Runner(cfg, rundir, mode="train").training_opponent == "epsilon:0.75"
+    # A regression (or a rollback) that leaves the agent under 25 % against its rung: back one, not below random.
+    for updates in (3, 4):
+        monkeypatch.setattr(r, "_evaluate", lambda step, state: Score(-250.0, 40.0, 4))
+        r.training.learner.updates = updates
+        r.checkpoint()
+        assert r.training_opponent == "random"
+    assert json.loads(rundir.state_path.read_text())["curriculum"] == {"opponent": "random", "from": "random"}

@@ -56,3 +56,16 @@ def test_the_training_opponent_advances_one_rung_once_the_agent_scores_75_percen
     assert next_opponent("greedy", 2000, 10) == "epsilon:0.25"  # one rung at a time
     assert next_opponent("stockfish:elo=2000", 4000, 10) is None  # the top rung
     assert next_opponent("stockfish:nodes=1000", 4000, 10) is None  # not a rung: the operator's choice stays
+
+
+def test_the_training_opponent_falls_back_one_rung_under_25_percent_never_below_the_floor() -> None:
+    from app.rating import next_opponent
+
+    margin = 400 * math.log10(3)  # 25 % expected score at 191 Elo below
+    assert next_opponent("epsilon:0.5", 496 - margin - 50, 50 - 0.01) == "epsilon:0.75"
+    assert next_opponent("epsilon:0.5", 496 - margin - 50, 50 + 0.01) is None  # not sure enough yet
+    assert next_opponent("greedy", -1000, 10) == "epsilon:0.5"  # one rung at a time
+    assert next_opponent("greedy", -1000, 10, floor="epsilon:0.5") == "epsilon:0.5"
+    assert next_opponent("greedy", -1000, 10, floor="greedy") is None  # where the operator started it
+    assert next_opponent("random", -1000, 10) is None  # the bottom rung
+    assert next_opponent("greedy", 658, 10) is None  # between 25 % and 75 %: it stays
