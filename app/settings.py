@@ -30,6 +30,10 @@ class RunConfig:
     """Seconds between status lines in the log and metric rows in the metrics store."""
     log_level: LogLevel = "info"
     """Console and file log level."""
+    compile_cache: str = "compile_cache"
+    """Directory where XLA's compiled programs are kept, so a restart does not pay the compile again; relative
+    to the run dir unless absolute. Give several runs one absolute directory (e.g. ~/.cache/dreamstream/xla)
+    to share their compiles. Left at this default, JAX's own JAX_COMPILATION_CACHE_DIR wins when it is set."""
 
 
 @dataclass(frozen=True, kw_only=True)

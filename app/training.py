@@ -9,6 +9,7 @@ the learner keeps `run.train_ratio`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,15 +21,25 @@ import numpy as np
 
 from app.config import Config
 from app.evaluation import Score, ranking_metric
+from app.settings import RunConfig
 from trainer import RandomAgent
 from trainer.errors import TrainerError
 
-__all__ = ["Training", "enable_compile_cache", "load_policy"]
+__all__ = ["Training", "compile_cache_dir", "enable_compile_cache", "load_policy"]
 
 STARTUP_PACE_S = 0.5
 """Seconds per env step while the first update runs (its duration is not known yet)."""
 
 log = logging.getLogger(__name__)
+
+
+def compile_cache_dir(cfg: Config, run_root: Path) -> Path:
+    """Where `run.compile_cache` puts compiled programs (JAX_COMPILATION_CACHE_DIR when the key is not set)."""
+    configured = cfg.run.compile_cache
+    if configured == RunConfig.compile_cache and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else run_root / path
 
 
 def enable_compile_cache(directory: Path) -> None:
@@ -49,7 +60,7 @@ def load_policy(cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space
     from trainer.agent import DreamerAgent
     from trainer.checkpoint import Checkpointer
 
-    enable_compile_cache(run_root / "compile_cache")
+    enable_compile_cache(compile_cache_dir(cfg, run_root))
     agent = DreamerAgent(cfg.trainer, obs_space, action_space)
     checkpointer = Checkpointer(run_root / "checkpoints", read_only=True)
     try:
@@ -69,6 +80,7 @@ class Training:
     def __init__(self, cfg: Config, obs_space: gym.spaces.Dict, action_space: gym.Space, *, run_root: Path,
                  env_steps: Callable[[], int]) -> None:
         self.cfg = cfg
+        self.run_root = run_root
         self.action_space = action_space
         self.env_steps = env_steps
         self.compile_s = 0.0
@@ -89,7 +101,7 @@ class Training:
         from trainer.learner import Learner
         from trainer.replay import Replay, step_spec
 
-        enable_compile_cache(run_root / "compile_cache")
+        enable_compile_cache(compile_cache_dir(cfg, run_root))
         self.agent = DreamerAgent(cfg.trainer, obs_space, action_space)
         t = cfg.trainer
         act = self.agent.act_space
@@ -127,8 +139,8 @@ class Training:
         self.replay.load()
         t = self.cfg.trainer
         self.compile_s = self.agent.compile(t.batch_size, t.batch_length)
-        log.info("compiled the train and policy steps in %.1fs (cached for the next start in compile_cache/)",
-                 self.compile_s)
+        log.info("compiled the train and policy steps in %.1fs (cached for the next start in %s)",
+                 self.compile_s, compile_cache_dir(self.cfg, self.run_root))
 
     def _restore(self) -> tuple[int, Any, dict[str, int]] | None:
         """The newest good checkpoint; across processes, process 0's, sent to every process."""

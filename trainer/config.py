@@ -27,6 +27,11 @@ class DistributedConfig:
     """Processes taking part; trainer.batch_size is split evenly over all their devices."""
     process_id: Annotated[int, Interval(ge=-1, le=4095)] = -1
     """This process's index (0 writes checkpoints); -1 reads JAX_PROCESS_ID or JOB_COMPLETION_INDEX."""
+    join_timeout_s: Annotated[int, Interval(ge=1, le=86_400)] = 300
+    """Seconds each process waits for all the others to join before it gives up."""
+    heartbeat_timeout_s: Annotated[int, Interval(ge=1, le=86_400)] = 100
+    """Seconds without a heartbeat after which a process counts as dead and the others stop with an error
+    (instead of blocking on its gradients); lower it to fail over sooner, raise it on a flaky network."""
 
     def __post_init__(self) -> None:
         if self.num_processes > 1 and not self.coordinator:

@@ -54,7 +54,8 @@ def initialize(cfg: DistributedConfig) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     log.info("joining %d processes as process %d (coordinator %s)", cfg.num_processes, process_id, cfg.coordinator)
     jax.distributed.initialize(coordinator_address=cfg.coordinator, num_processes=cfg.num_processes,
-                               process_id=process_id)
+                               process_id=process_id, initialization_timeout=cfg.join_timeout_s,
+                               heartbeat_timeout_seconds=cfg.heartbeat_timeout_s)
     log.info("process %d of %d: %d local of %d devices", jax.process_index(), jax.process_count(),
              jax.local_device_count(), jax.device_count())
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import DREAMSTREAM, AppProcess, ffprobe, wait_for
+from tests.conftest import DREAMSTREAM, PATIENCE_S, AppProcess, ffprobe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +33,13 @@ def launch_chromium(pw):
     return pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"])
+
+
+def open_page(browser):
+    """A new page whose waits allow PATIENCE_S (Playwright's 30 s default fails on a loaded CI machine)."""
+    page = browser.new_page()
+    page.set_default_timeout(PATIENCE_S * 1000)
+    return page
 
 
 def recordings(app: AppProcess) -> list:
@@ -103,7 +110,7 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            page = browser.new_page()
+            page = open_page(browser)
             page.goto(live.url())
             page.get_by_test_id("run-name").filter(has_text="run").wait_for()
             cell = page.locator('#counters td[data-key="env_steps"]')
@@ -111,11 +118,11 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             first = int(cell.inner_text().replace(",", ""))
             page.wait_for_function(
                 f"() => parseInt(document.querySelector('#counters td[data-key=\"env_steps\"]')"
-                f".textContent.replace(/,/g, '')) > {first}", timeout=60_000)
+                f".textContent.replace(/,/g, '')) > {first}")
             assert page.locator("#components").inner_text().count("running") == 6  # + the dreamer and chat
             # The preview plays the encoded HLS stream itself: the video advances.
             page.wait_for_function("() => { const v = document.getElementById('stream-video');"
-                                   " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }", timeout=120_000)
+                                   " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }")
             assert page.evaluate("document.getElementById('stream-video').videoWidth") == 1280
             page.screenshot(path=str(tmp_path / "dashboard.png"))
         finally:
@@ -138,7 +145,7 @@ def test_local_chat_box_runs_a_poll_on_the_broadcast(live) -> None:
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            page = browser.new_page()
+            page = open_page(browser)
             page.goto(live.url())
             box = page.get_by_label("chat message")
             box.fill("!poll 120 Which game next? | chess | crafter")
@@ -287,7 +294,7 @@ def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_facto
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            page = browser.new_page()
+            page = open_page(browser)
             page.on("dialog", lambda dialog: dialog.accept())  # "Roll the agent back ...?"
             page.goto(app.url())
             page.locator("#training-panel").wait_for()

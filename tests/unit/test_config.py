@@ -232,3 +232,21 @@ def test_obs_mode_needs_the_local_stream_or_a_game_url() -> None:
                                "or obs.game_url; got stream.target = 'file'")
     cfg = resolve([], [("obs.enabled", True), ("stream.target", "local")], environ={}, blocks=BLOCKS)
     assert cfg.obs.enabled
+
+
+def test_distributed_settings_reach_jax_distributed(monkeypatch) -> None:
+    """The join and heartbeat timeouts are passed on (a dead process then stops the others within the
+    heartbeat timeout: 13 s at 10 s by hand with two `dreamstream train` processes and a kill -9)."""
+    import jax
+
+    from trainer.distributed import initialize
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(jax.config, "update", lambda *args: None)  # the gloo switch would outlive this test
+    cfg = resolve(["tiny"], [("trainer.distributed.coordinator", "10.0.0.1:1234"),
+                             ("trainer.distributed.num_processes", 2), ("trainer.distributed.process_id", 1),
+                             ("trainer.distributed.heartbeat_timeout_s", 10)], environ={}, blocks=load_blocks())
+    initialize(cfg.trainer.distributed)
+    assert calls == [{"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1,
+                      "initialization_timeout": 300, "heartbeat_timeout_seconds": 10}]

@@ -7,7 +7,7 @@ import pytest
 
 import envs
 from app.config import load_blocks, resolve
-from app.training import STARTUP_PACE_S, Training
+from app.training import STARTUP_PACE_S, Training, compile_cache_dir
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +147,16 @@ def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) ->
     assert not np.array_equal(stream.data["deter"][:60], acting)  # training wrote its own latents back
     t.close()
     env.close()
+
+
+def test_compile_cache_is_in_the_run_dir_unless_configured_or_jax_says_otherwise(tmp_path, monkeypatch) -> None:
+    def where(*overrides):
+        return compile_cache_dir(resolve(["tiny"], list(overrides), environ={}, blocks=load_blocks()), tmp_path / "run")
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert where() == tmp_path / "run" / "compile_cache"
+    assert where(("run.compile_cache", "xla")) == tmp_path / "run" / "xla"
+    assert where(("run.compile_cache", str(tmp_path / "shared"))) == tmp_path / "shared"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
+    assert where() == tmp_path / "jax"  # JAX's own variable, when the key is left alone
+    assert where(("run.compile_cache", str(tmp_path / "shared"))) == tmp_path / "shared"  # the config wins
