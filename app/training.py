@@ -91,6 +91,8 @@ class Training:
         self.checkpoint_at: float | None = None
         self.last_metrics: dict[str, float] = {}
         self._save_lock = threading.Lock()
+        self._snapshot_env_step: tuple[int, int] = (-1, 0)
+        """(update step, env step) of the last snapshot."""
         self._best: tuple[int, Score] | bool | None = False
         """best()'s answer; False: not read yet."""
         if cfg.trainer.agent == "random":
@@ -235,7 +237,9 @@ class Training:
 
     def snapshot(self) -> tuple[int, Any]:
         """(update step, train state) taken together; immutable arrays, so it stays valid while training goes on."""
-        return self.learner.snapshot()
+        step, state = self.learner.snapshot()
+        self._snapshot_env_step = (step, self.env_steps())
+        return step, state
 
     def params_of(self, state: Any) -> Any:
         """The parameters of a snapshot, as this process can act with them (e.g. to evaluate it)."""
@@ -261,7 +265,10 @@ class Training:
 
                 state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
             try:
-                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()},
+                # The env step of the snapshot, not of the save (an evaluation may have run in between).
+                at, env_step = self._snapshot_env_step
+                self.checkpointer.save(step, state, {"updates": step, "env_step": env_step if at == step else
+                                                     self.env_steps()},
                                        None if score is None else score.mean,
                                        None if score is None else score.extra_metrics(self.checkpointer.best_metric))
             except (OSError, ValueError, TrainerError) as exc:

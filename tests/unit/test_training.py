@@ -59,6 +59,15 @@ def test_checkpoint_step_names_its_state(training) -> None:
     assert t.checkpoint_step == 7
 
 
+def test_a_checkpoint_of_a_snapshot_records_the_env_step_of_the_snapshot(training) -> None:
+    t, steps = training
+    t.learner.updates, steps["n"] = 8, 500
+    snapshot = t.snapshot()
+    steps["n"] = 900  # the actor played on while the snapshot was evaluated
+    assert t.checkpoint(None, snapshot) == 8
+    restored = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0}, steps=[8])
+    assert restored is not None and restored[2] == {"updates": 8, "env_step": 500}
+
 
 def test_rollback_restores_the_best_scored_checkpoint_and_the_update_count_goes_on(training) -> None:
     import jax
