@@ -285,6 +285,14 @@ class Runner:
                 self.supervisor.add("obs", lambda stop: self.obs.run(stop, self._obs_hud, self._is_playing))
         self.training = Training(cfg, obs_space, action_space, run_root=self.rundir.root,
                                  env_steps=lambda: self.counters.env_step)
+        if self.rundir.read_state().get("paused") and self.training.is_learning:
+            if self._with_dashboard:  # an operator's pause outlives a restart; the dashboard resumes it
+                self.training.learner.paused.set()
+                log.warning("learning stays paused, as the operator left it: the agent plays on; resume it on "
+                            "the dashboard")
+            else:
+                log.warning("learning was paused on the dashboard in an earlier session; this session has no "
+                            "dashboard to resume it from, so it learns")
         log.info("run %s: %s on %s, session %d, env step %d, logdir %s", self.run_name, self._agent_name(),
                  cfg.env.id, self.counters.sessions, self.counters.env_step, self.rundir.root)
 
@@ -626,6 +634,7 @@ class Runner:
             if learner.paused.is_set():
                 return False, "learning is paused already"
             learner.paused.set()
+            self.save_state()  # a restart keeps it paused
             self._record_event("paused", "learning paused by the operator (the agent plays on)")
             self.flash("learning paused by the operator")
             return True, "learning paused; the agent plays on with its current parameters"
@@ -633,6 +642,7 @@ class Runner:
             if not learner.paused.is_set():
                 return False, "learning is not paused"
             learner.paused.clear()
+            self.save_state()
             self._record_event("resumed", "learning resumed by the operator")
             self.flash("learning resumed")
             return True, "learning resumed"
@@ -794,6 +804,9 @@ class Runner:
                 state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
                          "updates": self.counters.updates, "sessions": self.counters.sessions,
                          "saved_at": time.time(), "version": __version__}
+            learner = self.training.learner if self.training is not None else None
+            if learner is not None and learner.paused.is_set():
+                state["paused"] = True
             if self.training_opponent is not None:
                 state["curriculum"] = {"opponent": self.training_opponent, "from": self.cfg.env.chess.opponent}
             elif self._stored_curriculum is not None and not self._curriculum:

@@ -324,8 +324,18 @@ def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_facto
             page.click("#ctl-rollback")
             result.filter(has_text=f"rolled back to checkpoint {best['step']}").wait_for()
             page.screenshot(path=str(tmp_path / "controls.png"))
+            page.click("#ctl-pause")  # paused when the app stops: it must come back paused
+            result.filter(has_text="learning paused").wait_for()
         finally:
             browser.close()
     kinds = [e["kind"] for e in json.loads(app.get("api/events?limit=50"))]
     assert {"paused", "resumed", "rollback"} <= set(kinds)
     assert app.stop() == 0
+    assert json.loads((logdir / "state.json").read_text())["paused"] is True
+    again = app_factory(["run", "--configs", "tiny", "catch", "--dashboard.port", "0", "--stream.enabled", "false",
+                         "--scheduler.eval_episodes", "3"], logdir)
+    wait_for(lambda: again.status()["training"]["learner"] == "paused", "the restarted app to stay paused")
+    updates, steps = again.status()["training"]["updates"], again.status()["counters"]["env_steps"]
+    wait_for(lambda: again.status()["counters"]["env_steps"] > steps + 30, "play to go on after the restart")
+    assert again.status()["training"]["updates"] == updates and "learning stays paused" in again.output
+    assert again.stop() == 0
