@@ -177,7 +177,9 @@ class Replay:
         self.inserted = 0
         self.sampled_sequences = 0
         self.write_errors = 0
-        self._writes: queue.Queue[tuple[int, int, dict[str, np.ndarray]] | None] = queue.Queue(WRITE_QUEUE)
+        self._writes: queue.Queue[tuple[int, int, dict[str, np.ndarray] | int] | None] = queue.Queue(WRITE_QUEUE)
+        # Queued chunks, the one being written and the one filling all fit in the ring: none can be overwritten.
+        self._lazy_copy = capacity // streams >= (WRITE_QUEUE + 3) * chunk_steps
         self._writer: threading.Thread | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -200,14 +202,17 @@ class Replay:
             chunk = None
             if self.directory is not None and s.count - self._saved_upto[stream] >= self.chunk_steps:
                 start = self._saved_upto[stream]
-                chunk = (start, s.window(start, self.chunk_steps))
+                # The writer thread copies the finished steps out of the ring itself when they cannot be
+                # overwritten before it gets to them: the actor then never pays the ~10 MB copy.
+                chunk = (start, self.chunk_steps if self._lazy_copy else s.window(start, self.chunk_steps))
                 self._saved_upto[stream] += self.chunk_steps
         if chunk is not None:
             self._queue_write(stream, *chunk)
 
-    def _queue_write(self, stream: int, start: int, data: dict[str, np.ndarray]) -> None:
+    def _queue_write(self, stream: int, start: int, data: dict[str, np.ndarray] | int) -> None:
+        """Hand steps [start, ...) of `stream` to the writer: their copy, or their count to copy there."""
         if self._writer is None or not self._writer.is_alive():  # closed: write in the caller's thread
-            self._write_chunk(stream, start, data)
+            self._write_chunk(stream, start, self._chunk_data(stream, start, data))
             return
         try:
             self._writes.put_nowait((stream, start, data))
@@ -215,11 +220,20 @@ class Replay:
             log.warning("replay chunks are written more slowly than they fill; the actor waits for the disk")
             self._writes.put((stream, start, data))
 
+    def _chunk_data(self, stream: int, start: int, data: dict[str, np.ndarray] | int) -> dict[str, np.ndarray]:
+        if not isinstance(data, int):
+            return data
+        s = self._streams[stream]
+        copied = s.window(start, data)  # finished steps: the actor only appends after them, without the lock
+        if s.count - start > s.capacity:  # read after the copy: were any overwritten while it ran?
+            raise RuntimeError(f"steps {start}..{start + data} left the ring buffer before they were written")
+        return copied
+
     def _write_loop(self) -> None:
         while (item := self._writes.get()) is not None:
             stream, start, data = item
             try:
-                self._write_chunk(stream, start, data)
+                self._write_chunk(stream, start, self._chunk_data(stream, start, data))
             except Exception as exc:  # a full or failing disk: the steps stay in RAM and the run goes on
                 self.write_errors += 1
                 log.error("could not write replay chunk of stream %d at step %d (kept in RAM only): %s: %s",

@@ -248,3 +248,27 @@ def test_a_chunk_with_unpacked_masks_loads_packed(tmp_path) -> None:
     batch = replay.sample(4)
     for rewards, masks in zip(batch["reward"], unpack_mask(batch["action_mask"], 12), strict=True):
         assert np.array_equal(masks, legal[rewards.astype(int)])
+
+
+@pytest.mark.parametrize("capacity", [48, 400], ids=["small-ring-copies-in-the-actor", "copies-in-the-writer"])
+def test_chunks_written_late_hold_exactly_their_steps(tmp_path, capacity) -> None:
+    """A hung disk while the ring goes round: with room to spare the writer copies each chunk itself; a ring too
+    small for the queue gets its copy from the actor, before the steps can be overwritten."""
+    replay = Replay(SPEC, capacity=capacity, length=8, directory=tmp_path, chunk_steps=16)
+    assert replay._lazy_copy == (capacity == 400)
+    release, real = threading.Event(), replay._write_chunk
+
+    def write(stream, start, data):
+        release.wait(timeout=30)
+        real(stream, start, data)
+
+    replay._write_chunk = write
+    fill(replay, 80, flush=False)  # five chunks: one being written, four queued; a 48-step ring wrapped over them
+    release.set()
+    replay.close()
+    assert replay.write_errors == 0
+    for path in sorted(tmp_path.glob("chunk-*.npz")):
+        start = int(path.stem.split("-")[2])
+        with np.load(path) as chunk:
+            assert list(chunk["reward"]) == list(range(start, start + len(chunk["reward"])))
+            assert (chunk["image"][:, 0, 0, 0] == np.arange(start, start + len(chunk["reward"])) % 256).all()
