@@ -77,9 +77,9 @@ def next_opponent(current: str, elo: float, se: float, *, floor: str | None = No
     The agent moves up one rung once it is expected to score ADVANCE_SCORE against its opponent even at its
     rating minus one standard error, and back down one rung (never below `floor`, the rung the climb started
     from) once it is expected to score less than 1 - ADVANCE_SCORE even at its rating plus one standard error:
-    after a regression or a rollback it trains against an opponent it can still learn from. The margins on both
-    sides keep it from moving back and forth on noise. An opponent that is not a rung (a custom spec) is never
-    changed."""
+    after a regression it trains against an opponent it can still learn from. The margins on both sides keep it
+    from moving back and forth on noise, and it never steps down to a rung it would at once move up from again.
+    An opponent that is not a rung (a custom spec) is never changed, nor is one whose `floor` is not a rung."""
     rung = rung_of(current)
     if rung is None:
         return None
@@ -87,7 +87,11 @@ def next_opponent(current: str, elo: float, se: float, *, floor: str | None = No
         stronger = [spec for spec, r in LADDER if r > rung]
         return stronger[0] if stronger else None
     if expected_score(elo + se, rung) < 1 - ADVANCE_SCORE:
-        lowest = rung_of(floor) if floor is not None else None
-        weaker = [spec for spec, r in LADDER if r < rung and (lowest is None or r >= lowest)]
-        return weaker[-1] if weaker else None
+        lowest = rung_of(floor) if floor is not None else -math.inf
+        if lowest is None:  # a floor that is not a rung: the operator's opponent, which never moves
+            return None
+        weaker = [(spec, r) for spec, r in LADDER if r < rung and r >= lowest]
+        # Not to a rung it would leave again at once (two rungs far apart, e.g. epsilon 0.25 and Stockfish).
+        if weaker and expected_score(elo - se, weaker[-1][1]) < ADVANCE_SCORE:
+            return weaker[-1][0]
     return None

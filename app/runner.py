@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import gc
 import logging
+import math
 import queue
 import threading
 import time
@@ -43,7 +44,7 @@ from app.evaluation import (
 from app.logs import SecretFilter
 from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
-from app.rating import next_opponent, rung_of
+from app.rating import LADDER, next_opponent, rung_of
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import build_scheduler, declare_jobs
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
@@ -155,11 +156,15 @@ class Runner:
         self._state_lock = threading.RLock()
         """Held while state.json is built and written, and while the curriculum changes the opponent."""
         self._curriculum = self._rates and cfg.scheduler.curriculum
-        self._stored_curriculum = rundir.read_state().get("curriculum")
+        stored = rundir.read_state()
+        self._stored_curriculum = stored.get("curriculum")
         """What state.json says of the curriculum; written back unchanged while it is not in use."""
         self.training_opponent: str | None = self._restore_opponent(self._stored_curriculum)
         """Chess curriculum: the ladder rung the actor trains against now (None: env.chess.opponent)."""
         self._opponent_changed = threading.Event()
+        self._stored_paused = bool(stored.get("paused"))
+        """The operator's pause from an earlier session; only a session with a learner and a dashboard (which can
+        resume it) changes it, so a failed start, a headless `train` or a random agent keep it for the next."""
         self.last_eval: dict[str, Any] | None = None
         self._flash: tuple[str, float] = ("", 0.0)
 
@@ -285,14 +290,14 @@ class Runner:
                 self.supervisor.add("obs", lambda stop: self.obs.run(stop, self._obs_hud, self._is_playing))
         self.training = Training(cfg, obs_space, action_space, run_root=self.rundir.root,
                                  env_steps=lambda: self.counters.env_step)
-        if self.rundir.read_state().get("paused") and self.training.is_learning:
+        if self._stored_paused and self.training.is_learning:
             if self._with_dashboard:  # an operator's pause outlives a restart; the dashboard resumes it
                 self.training.learner.paused.set()
                 log.warning("learning stays paused, as the operator left it: the agent plays on; resume it on "
                             "the dashboard")
             else:
                 log.warning("learning was paused on the dashboard in an earlier session; this session has no "
-                            "dashboard to resume it from, so it learns")
+                            "dashboard to resume it from, so it learns (the next one with a dashboard starts paused)")
         log.info("run %s: %s on %s, session %d, env step %d, logdir %s", self.run_name, self._agent_name(),
                  cfg.env.id, self.counters.sessions, self.counters.env_step, self.rundir.root)
 
@@ -473,7 +478,10 @@ class Runner:
                 with self._lock:
                     recent = list(self.live.recent_scores)
                 score = Score.of(recent) if recent else None
-            if self.training.checkpoint(score, snapshot) is None or score is None:
+            # The rung trained against is kept with the checkpoint: a rollback to it goes back to that rung too.
+            rung = rung_of(self.training_opponent or self.cfg.env.chess.opponent) if self._curriculum else None
+            extra = {"opponent_elo": rung} if rung is not None else None
+            if self.training.checkpoint(score, snapshot, extra) is None or score is None:
                 return
             if self._curriculum:
                 self._advance_opponent(score)
@@ -578,13 +586,16 @@ class Runner:
             return
         current = self.training_opponent or self.cfg.env.chess.opponent
         following = next_opponent(current, score.mean, score.sem, floor=self.cfg.env.chess.opponent)
-        if following is None:
-            return
+        if following is not None:
+            self._change_opponent(current, following, f"Elo {score}")
+
+    def _change_opponent(self, current: str, following: str, why: str) -> None:
+        """Train against `following` from the next game on: an event, a notice, the metrics and state.json."""
         with self._state_lock:
             self.training_opponent = following
             self._opponent_changed.set()
-        log.info("curriculum: rated %s, the agent now trains against %s instead of %s", score, following, current)
-        self._record_event("opponent", f"{current} -> {following} (Elo {score})")
+        log.info("curriculum: the agent now trains against %s instead of %s (%s)", following, current, why)
+        self._record_event("opponent", f"{current} -> {following} ({why})")
         self.flash(f"new opponent: {following}")
         if self.metrics is not None:
             self.metrics.write(self.counters.env_step, {"train/opponent_elo": rung_of(following)})
@@ -610,6 +621,11 @@ class Runner:
         if self._rates and metrics is not None:
             self._elo_estimate = metrics["elo"]  # rate the restored agent against the rungs around its own Elo
         self._record_event("rollback", f"to checkpoint {restored}: {reason}")
+        # The curriculum goes back with it, to the rung that checkpoint was trained against.
+        rung = {elo: spec for spec, elo in LADDER}.get((metrics or {}).get("opponent_elo", math.nan))
+        current = self.training_opponent or self.cfg.env.chess.opponent
+        if self._curriculum and not self.training.agent.multiprocess and rung is not None and rung != current:
+            self._change_opponent(current, rung, f"rolled back to checkpoint {restored}")
         self.flash(f"rolled back to checkpoint #{restored}")
         if self.obs is not None:
             self.obs.card("rollback", FLASH_S)
@@ -634,7 +650,7 @@ class Runner:
             if learner.paused.is_set():
                 return False, "learning is paused already"
             learner.paused.set()
-            self.save_state()  # a restart keeps it paused
+            self._save_state_quietly()  # a restart keeps it paused
             self._record_event("paused", "learning paused by the operator (the agent plays on)")
             self.flash("learning paused by the operator")
             return True, "learning paused; the agent plays on with its current parameters"
@@ -642,7 +658,7 @@ class Runner:
             if not learner.paused.is_set():
                 return False, "learning is not paused"
             learner.paused.clear()
-            self.save_state()
+            self._save_state_quietly()
             self._record_event("resumed", "learning resumed by the operator")
             self.flash("learning resumed")
             return True, "learning resumed"
@@ -805,13 +821,20 @@ class Runner:
                          "updates": self.counters.updates, "sessions": self.counters.sessions,
                          "saved_at": time.time(), "version": __version__}
             learner = self.training.learner if self.training is not None else None
-            if learner is not None and learner.paused.is_set():
+            if learner.paused.is_set() if learner is not None and self._with_dashboard else self._stored_paused:
                 state["paused"] = True
             if self.training_opponent is not None:
                 state["curriculum"] = {"opponent": self.training_opponent, "from": self.cfg.env.chess.opponent}
             elif self._stored_curriculum is not None and not self._curriculum:
                 state["curriculum"] = self._stored_curriculum  # not in use this session: kept for the next
             self.rundir.write_state(state)
+
+    def _save_state_quietly(self) -> None:
+        """save_state for a control that has taken effect already: a failing write is logged, not raised."""
+        try:
+            self.save_state()
+        except Exception:
+            log.exception("could not write state.json; the change holds for this session")
 
     def report_status(self) -> None:
         """Update the FPS figures, write a metrics row and one status line."""

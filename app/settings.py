@@ -35,6 +35,10 @@ class RunConfig:
     to the run dir unless absolute. Give several runs one absolute directory (e.g. ~/.cache/dreamstream/xla)
     to share their compiles. Left at this default, JAX's own JAX_COMPILATION_CACHE_DIR wins when it is set."""
 
+    def __post_init__(self) -> None:
+        if not self.compile_cache.strip():
+            raise ValueError("run.compile_cache is empty: give a directory (relative to the run dir, or absolute)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class DashboardConfig:

@@ -245,8 +245,10 @@ class Training:
         """The parameters of a snapshot, as this process can act with them (e.g. to evaluate it)."""
         return self.agent._local(state.params)
 
-    def checkpoint(self, score: Score | None = None, snapshot: tuple[int, Any] | None = None) -> int | None:
-        """Save the current train state, or `snapshot`, ranked by `score`; return the step saved (None: none).
+    def checkpoint(self, score: Score | None = None, snapshot: tuple[int, Any] | None = None,
+                   extra: dict[str, float] | None = None) -> int | None:
+        """Save the current train state, or `snapshot`, ranked by `score` (with `extra` metrics beside it, e.g.
+        the training opponent's Elo); return the step saved (None: none).
 
         A scheduler job, and at shutdown. Nothing is saved when that step is saved already or nothing trained.
         """
@@ -270,7 +272,8 @@ class Training:
                 self.checkpointer.save(step, state, {"updates": step, "env_step": env_step if at == step else
                                                      self.env_steps()},
                                        None if score is None else score.mean,
-                                       None if score is None else score.extra_metrics(self.checkpointer.best_metric))
+                                       None if score is None else
+                                       {**score.extra_metrics(self.checkpointer.best_metric), **(extra or {})})
             except (OSError, ValueError, TrainerError) as exc:
                 log.error("checkpoint %d failed: %s; the previous checkpoint stays usable", step, exc)
                 return None

@@ -59,7 +59,8 @@ def main() -> None:
         raise SystemExit("the probe needs one action per move (env.mate.action_mode: fromto, no underpromotion "
                          "picker): with clicks, one action only selects a square and no single action mates")
     env = envs.make_from_config(cfg.env)
-    # Checkpoints are opened read-only (the run may still be training); JAX may add to its compile_cache/.
+    # Checkpoints are opened read-only (the run may still be training); JAX may add to
+    # its compile cache (run.compile_cache).
     agent, step = load_policy(cfg, env.observation_space, env.action_space, args.logdir)
     if step is None:
         raise SystemExit(f"{args.logdir} has no readable checkpoint")

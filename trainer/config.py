@@ -29,7 +29,7 @@ class DistributedConfig:
     """This process's index (0 writes checkpoints); -1 reads JAX_PROCESS_ID or JOB_COMPLETION_INDEX."""
     join_timeout_s: Annotated[int, Interval(ge=1, le=86_400)] = 300
     """Seconds each process waits for all the others to join before it gives up."""
-    heartbeat_timeout_s: Annotated[int, Interval(ge=1, le=86_400)] = 100
+    heartbeat_timeout_s: Annotated[int, Interval(ge=10, le=86_400)] = 100
     """Seconds without a heartbeat after which a process counts as dead and the others stop with an error
     (instead of blocking on its gradients); lower it to fail over sooner, raise it on a flaky network."""
 

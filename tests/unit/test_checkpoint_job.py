@@ -237,3 +237,36 @@ def test_chess_curriculum_moves_the_actor_to_the_next_rung_and_a_restart_keeps_i
         r.checkpoint()
         assert r.training_opponent == "random"
     assert json.loads(rundir.state_path.read_text())["curriculum"] == {"opponent": "random", "from": "random"}
+
+
+def test_a_rollback_takes_the_curriculum_back_to_the_rung_of_that_checkpoint(open_runner, monkeypatch) -> None:
+    r = open_runner(["tiny"], [("env.id", "chess"), ("env.chess.max_plies", 20), ("scheduler.eval_episodes", 4),
+                               ("scheduler.rollback_after", 0)])
+    for updates, elo, opponent in [(1, 300.0, "epsilon:0.75"), (2, 700.0, "epsilon:0.5")]:
+        monkeypatch.setattr(r, "_evaluate", lambda step, state, elo=elo: Score(elo, 40.0, 4))
+        r.training.learner.updates = updates
+        r.checkpoint()  # saved with the rung it trained against, then the curriculum climbs
+        assert r.training_opponent == opponent
+    assert r.training.checkpointer.metrics(1)["opponent_elo"] == -153.0  # trained against the random mover
+    assert r.training.checkpointer.metrics(2)["opponent_elo"] == 178.0
+    assert r.rollback(1) == 1
+    assert r.training_opponent == "random"
+    assert json.loads(r.rundir.state_path.read_text())["curriculum"]["opponent"] == "random"
+    with sqlite3.connect(r.rundir.database_path("dreamstream.db")) as db:
+        last = db.execute("select message from events where kind = 'opponent' order by id desc limit 1").fetchone()
+    assert last == ("epsilon:0.5 -> random (rolled back to checkpoint 1)",)
+
+
+def test_the_operators_pause_is_kept_by_sessions_that_cannot_resume_it(open_runner) -> None:
+    """A headless `train` learns, but the next `run` with a dashboard must still start paused; likewise after a
+    start that failed before the learner existed."""
+    r = open_runner(["tiny", "catch"], [])
+    r.rundir.write_state({**r.rundir.read_state(), "paused": True})
+    before_open = Runner(r.cfg, r.rundir, mode="train")
+    before_open.save_state()  # no Training yet (a start that failed early)
+    assert json.loads(r.rundir.state_path.read_text())["paused"] is True
+    headless = Runner(r.cfg, r.rundir, mode="train")
+    headless.training = r.training  # a learner, but no dashboard to resume it from
+    assert not r.training.learner.paused.is_set()
+    headless.save_state()
+    assert json.loads(r.rundir.state_path.read_text())["paused"] is True

@@ -69,3 +69,9 @@ def test_the_training_opponent_falls_back_one_rung_under_25_percent_never_below_
     assert next_opponent("greedy", -1000, 10, floor="greedy") is None  # where the operator started it
     assert next_opponent("random", -1000, 10) is None  # the bottom rung
     assert next_opponent("greedy", 658, 10) is None  # between 25 % and 75 %: it stays
+    assert next_opponent("greedy", -1000, 10, floor="stockfish:nodes=1000") is None  # a floor that is not a rung
+    # Between two rungs far apart (epsilon 0.25 at 959, Stockfish at 1496): no back and forth between them.
+    assert next_opponent("epsilon:0.25", 1200, 35) == "stockfish"
+    assert next_opponent("stockfish", 1200, 35) is None
+    assert next_opponent("stockfish:elo=2000", 2050, 35) is None
+    assert next_opponent("stockfish", 1000, 35) == "epsilon:0.25"
