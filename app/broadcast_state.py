@@ -17,13 +17,13 @@ from typing import Any
 import chess
 import numpy as np
 
+from app.curves import CURVES, RunCurves
 from overlays import ChatLine, Curve, Dream, OverlayConfig, OverlayState, Poll, Result
 
 __all__ = ["FrameFeed", "move_arrow"]
 
 log = logging.getLogger(__name__)
 
-CURVES = ("episode score", "world-model loss", "eval score", "Elo")
 CONTEXT = 5
 MIN_DREAM_FRAMES = CONTEXT + 2
 """Fewest real frames a dream strip is made of: the model's 5 context frames and 2 predictions."""
@@ -43,22 +43,6 @@ def move_arrow(uci: str | None, white_at_bottom: bool) -> tuple[float, float, fl
     return (*point(move.from_square), *point(move.to_square))
 
 
-class _Series:
-    """A bounded (step, value) buffer that hands out immutable Curves."""
-
-    def __init__(self, label: str, size: int) -> None:
-        self.label = label
-        self.points: collections.deque[tuple[float, float]] = collections.deque(maxlen=size)
-        self.version = 0
-        self.curve = Curve(label=label, version=0)
-
-    def add(self, step: int, value: float) -> None:
-        self.points.append((float(step), float(value)))
-        self.version += 1
-        steps, values = zip(*self.points, strict=True)
-        self.curve = Curve(label=self.label, steps=np.array(steps), values=np.array(values), version=self.version)
-
-
 class FrameFeed:
     """The app's side of the overlay: collects, then hands out an OverlayState per frame."""
 
@@ -69,7 +53,9 @@ class FrameFeed:
         self._recent: collections.deque[tuple[np.ndarray, Any]] = collections.deque(maxlen=cfg.dream_frames)
         self._last_episode: list[tuple[np.ndarray, Any]] = []
         """The end of the previous episode: dreams use it while the current episode is still too short."""
-        self._series = {label: _Series(label, cfg.curve_points) for label in CURVES}
+        self.curves = RunCurves(cfg.curve_points)
+        """The whole run's learning curves (load() them from the run dir at start; saved with the state)."""
+        self._curve_cache = {label: Curve(label=label, version=0) for label in CURVES}
         self._results: collections.deque[Result] = collections.deque(maxlen=10)
         self._dream = Dream()
         self._dream_version = 0
@@ -98,23 +84,42 @@ class FrameFeed:
             if len(self._recent) >= MIN_DREAM_FRAMES:
                 self._last_episode = list(self._recent)
             self._recent.clear()  # a dream sequence never spans two episodes
-            self._series["episode score"].add(step, float(episode["return"]))
+            self._add_curves(step, {"episode/score": float(episode["return"])})
             self._results.append(Result(outcome=episode.get("result"), score=float(episode["return"])))
         self.arrow = None
 
     def on_train_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
-        keys = ("loss/image", "loss/reward", "loss/cont", "loss/dyn")
-        if all(k in metrics for k in keys):
-            loss = sum(metrics[k] for k in keys) + 0.1 * metrics.get("loss/rep", 0.0)
-            with self._lock:
-                self._series["world-model loss"].add(step, loss)
+        with self._lock:
+            self._add_curves(step, metrics)
 
     def on_eval(self, step: int, score: float | None = None, elo: float | None = None) -> None:
+        row = {k: v for k, v in (("eval/score", score), ("eval/elo", elo)) if v is not None}
         with self._lock:
-            if score is not None:
-                self._series["eval score"].add(step, score)
-            if elo is not None:
-                self._series["Elo"].add(step, elo)
+            self._add_curves(step, row)
+
+    def _add_curves(self, step: int, row: Mapping[str, float]) -> None:
+        """Feed a metrics row to the curves and refresh the overlay's copies of those it changed (lock held)."""
+        for label in self.curves.add_row(step, row):
+            self._refresh_curve(label)
+
+    def _refresh_curve(self, label: str) -> None:
+        steps, values = self.curves.curves[label].arrays()
+        self._curve_cache[label] = Curve(label=label, steps=steps, values=values, version=self.curves.version)
+
+    def load_curves(self, path: Any, metrics_path: Any) -> None:
+        """Resume the run's curves (see RunCurves.load)."""
+        with self._lock:
+            self.curves.load(path, metrics_path)
+            for label in CURVES:
+                self._refresh_curve(label)
+
+    def curves_json(self) -> str:
+        with self._lock:
+            return self.curves.to_json()
+
+    def curves_data(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return self.curves.as_lists()
 
     # -- dreams -------------------------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ class FrameFeed:
     def state(self, hud: Mapping[str, object], *, action: str = "", notice: str = "",
               chat: tuple[ChatLine, ...] = (), poll: Poll | None = None) -> OverlayState:
         with self._lock:
-            curves = tuple(self._series[label].curve for label in CURVES)
+            curves = tuple(self._curve_cache[label] for label in CURVES)
             results = tuple(self._results)
         return OverlayState(run_name=self.run_name, game=self.game, opponent=self.opponent, hud=dict(hud),
                             notice=notice, action=action, arrow=self.arrow, dream=self._dream, curves=curves,

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import cv2
@@ -129,6 +130,7 @@ class Runner:
         self.metrics: MetricsWriter | None = None
         self.training: Training | None = None
         self.feed = FrameFeed(cfg.overlay, run_name=self.run_name, game=cfg.env.id)
+        self.feed.load_curves(self._curves_path, self.rundir.metrics_dir / "metrics.jsonl")  # the run's so far
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
@@ -267,7 +269,8 @@ class Runner:
             services = DashboardServices(status=self.status, frame_jpeg=self.frame_jpeg, sessions=self.sessions,
                                          run_id=self.run_id,
                                          hls_dir=self.rundir.hls_dir if cfg.stream.enabled and cfg.stream.hls else None,
-                                         chat=self.chat if cfg.chat.local else None, control=self.control)
+                                         chat=self.chat if cfg.chat.local else None, control=self.control,
+                                         curves=self.feed.curves_data)
             self.dashboard = DashboardServer(create_app(cfg.dashboard, services), cfg.dashboard.host,
                                              cfg.dashboard.port)
             atomic_write_text(self.rundir.dashboard_url_path, self.dashboard.url + "\n")
@@ -813,8 +816,8 @@ class Runner:
         return status
 
     def save_state(self) -> None:
-        """Write the counters (and the curriculum's opponent) atomically to state.json (a kill -9 leaves the
-        previous copy)."""
+        """Write the counters (and the curriculum's opponent, the operator's pause) atomically to state.json, and
+        the learning curves to metrics/curves.json (a kill -9 leaves the previous copies)."""
         with self._state_lock:
             with self._lock:
                 state = {"env_step": self.counters.env_step, "episodes": self.counters.episodes,
@@ -828,6 +831,11 @@ class Runner:
             elif self._stored_curriculum is not None and not self._curriculum:
                 state["curriculum"] = self._stored_curriculum  # not in use this session: kept for the next
             self.rundir.write_state(state)
+        atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses at most one interval
+
+    @property
+    def _curves_path(self) -> Path:
+        return self.rundir.metrics_dir / "curves.json"
 
     def _save_state_quietly(self) -> None:
         """save_state for a control that has taken effect already: a failing write is logged, not raised."""

@@ -22,4 +22,4 @@ class OverlayConfig:
     imagine_horizon: Annotated[int, Interval(ge=1, le=64)] = 12
     """Steps of the imagined-future strip."""
     curve_points: Annotated[int, Interval(ge=10, le=100_000)] = 2000
-    """Points kept per learning curve (older ones are dropped)."""
+    """Most points per learning curve: the whole run is kept, neighbouring points merged (averaged) when full."""

@@ -1,6 +1,7 @@
 """FastAPI app of the dashboard: one router per area, no module-level app or hidden state.
 
-Status page, JSON status, recent episodes and events, a preview of the broadcast frame, and the local chat
+Status page, JSON status, recent episodes and events, the run's learning curves, a preview of the broadcast
+frame, and the local chat
 box (the operator chats and runs polls with the same commands as viewers), and the operator's controls
 (checkpoint now, roll back, pause and resume learning).
 """
@@ -48,6 +49,8 @@ class DashboardServices:
     """The chat hub, when the local chat box is on."""
     control: Callable[[str, int | None], tuple[bool, str]] | None = None
     """The operator's controls: control(action, checkpoint step or None) -> (done or started, message)."""
+    curves: Callable[[], dict[str, dict[str, Any]]] | None = None
+    """The whole run's learning curves: {title: {steps, values, per_point, count}}."""
 
 
 class ChatPost(BaseModel):
@@ -107,6 +110,10 @@ def _status_router(services: DashboardServices) -> APIRouter:
         with services.sessions() as session:
             return [{"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "message": e.message,
                      "env_step": e.env_step} for e in recent_events(session, services.run_id, min(max(limit, 1), 500))]
+
+    @router.get("/curves")
+    def curves() -> dict[str, dict[str, Any]]:
+        return services.curves() if services.curves is not None else {}
 
     @router.get("/frame.jpg")
     def frame() -> Response:

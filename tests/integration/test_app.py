@@ -124,6 +124,12 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             page.wait_for_function("() => { const v = document.getElementById('stream-video');"
                                    " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }")
             assert page.evaluate("document.getElementById('stream-video').videoWidth") == 1280
+            # The whole run's learning curves: the world model's loss is drawn once updates have run.
+            loss = page.locator('#curves figure[data-curve="world-model loss"]')
+            loss.locator("polyline").wait_for()
+            assert page.locator("#curves figure").count() == 4
+            assert len(loss.locator("polyline").get_attribute("points").split()) >= 1
+            assert "world-model loss: " in loss.locator("figcaption").inner_text()
             page.screenshot(path=str(tmp_path / "dashboard.png"))
         finally:
             browser.close()

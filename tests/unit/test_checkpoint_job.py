@@ -270,3 +270,15 @@ def test_the_operators_pause_is_kept_by_sessions_that_cannot_resume_it(open_runn
     assert not r.training.learner.paused.is_set()
     headless.save_state()
     assert json.loads(r.rundir.state_path.read_text())["paused"] is True
+
+
+def test_learning_curves_survive_a_restart(open_runner) -> None:
+    r = open_runner(["tiny", "catch"], [])
+    for step in range(1, 31):
+        r.feed.on_episode(step, {"return": float(step % 3), "length": 9})
+    r.feed.on_eval(30, score=0.75)
+    r.save_state()
+    again = Runner(r.cfg, r.rundir, mode="train")
+    assert again.feed.curves_data() == r.feed.curves_data()
+    assert again.feed.curves_data()["eval score"]["values"] == [0.75]
+    assert again.feed.state({}).curves[0].steps[-1] == 30  # the overlay draws them at once

@@ -1,0 +1,175 @@
+"""Whole-run learning curves in bounded memory, kept across restarts.
+
+A run lasts weeks, so its curves cannot keep every episode: each curve holds at most `size` points, and when
+it is full, neighbouring points are merged pairwise (mean step, mean value); from then on each point stands
+for twice as many values. The whole run stays in view at an even resolution, and the averaging smooths the
+noise of single episodes. The values not yet making a full point are shown as one provisional last point.
+
+The curves are saved as `metrics/curves.json` beside the metrics (at every state save) and loaded at start;
+a run dir without that file (an older version) has its curves rebuilt once from `metrics/metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.metrics import read_metrics
+from app.rundir import atomic_write_text
+
+__all__ = ["CURVES", "CURVE_SOURCES", "RunCurve", "RunCurves", "world_model_loss"]
+
+log = logging.getLogger(__name__)
+
+WORLD_MODEL_LOSSES = ("loss/image", "loss/reward", "loss/cont", "loss/dyn")
+
+
+def world_model_loss(row: Mapping[str, Any]) -> float | None:
+    """The world model's total loss of a metrics row (rep at its 0.1 scale), or None when the row has none."""
+    if not all(isinstance(row.get(k), int | float) for k in WORLD_MODEL_LOSSES):
+        return None
+    rep = row.get("loss/rep")
+    return sum(float(row[k]) for k in WORLD_MODEL_LOSSES) + 0.1 * (float(rep) if isinstance(rep, int | float) else 0.0)
+
+
+def _key(name: str) -> Callable[[Mapping[str, Any]], float | None]:
+    return lambda row: float(row[name]) if isinstance(row.get(name), int | float) else None
+
+
+CURVE_SOURCES: dict[str, Callable[[Mapping[str, Any]], float | None]] = {
+    "episode score": _key("episode/score"),
+    "world-model loss": world_model_loss,
+    "eval score": _key("eval/score"),
+    "Elo": _key("eval/elo"),
+}
+"""Chart title -> its value in a metrics row (None: the row has none)."""
+
+CURVES = tuple(CURVE_SOURCES)
+
+
+class RunCurve:
+    """One curve of the whole run in at most `size` points (see the module's docstring)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(2, size - size % 2)
+        self.points: list[tuple[float, float]] = []
+        self.per_point = 1
+        """Values each point stands for (a power of two)."""
+        self.pending: list[tuple[float, float]] = []
+        self.count = 0
+        """Values added over the whole run."""
+
+    def add(self, step: float, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        self.pending.append((float(step), float(value)))
+        self.count += 1
+        if len(self.pending) < self.per_point:
+            return
+        self.points.append(_mean(self.pending))
+        self.pending = []
+        if len(self.points) >= self.size:
+            self.points = [_mean(self.points[i:i + 2]) for i in range(0, len(self.points), 2)]
+            self.per_point *= 2
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of the points, the provisional last one included."""
+        points = self.points + ([_mean(self.pending)] if self.pending else [])
+        if not points:
+            return np.zeros(0), np.zeros(0)
+        steps, values = zip(*points, strict=True)
+        return np.asarray(steps), np.asarray(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_point": self.per_point, "count": self.count, "points": self.points, "pending": self.pending}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], size: int) -> RunCurve:
+        """Rebuild a saved curve; a curve saved with more points than `size` allows is merged down to fit."""
+        curve = cls(size)
+        per_point = int(data["per_point"])
+        if per_point < 1 or per_point & (per_point - 1):
+            raise ValueError(f"per_point = {per_point} is not a power of two")
+        curve.per_point = per_point
+        curve.points = [(float(s), float(v)) for s, v in data["points"]]
+        curve.pending = [(float(s), float(v)) for s, v in data["pending"]][:per_point - 1]
+        curve.count = int(data.get("count", 0))
+        while len(curve.points) >= curve.size:
+            curve.points = [_mean(curve.points[i:i + 2]) for i in range(0, len(curve.points), 2)]
+            curve.per_point *= 2
+        return curve
+
+
+def _mean(points: list[tuple[float, float]]) -> tuple[float, float]:
+    return sum(s for s, _ in points) / len(points), sum(v for _, v in points) / len(points)
+
+
+class RunCurves:
+    """The run's learning curves by chart title; not thread-safe (the caller holds its lock)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.curves = {label: RunCurve(size) for label in CURVES}
+        self.version = 0
+
+    def add_row(self, step: int, row: Mapping[str, Any]) -> list[str]:
+        """Add what a metrics row holds for each curve; return the titles of the curves it changed."""
+        changed = []
+        for label, source in CURVE_SOURCES.items():
+            value = source(row)
+            if value is not None:
+                self.curves[label].add(step, value)
+                changed.append(label)
+        if changed:
+            self.version += 1
+        return changed
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, "size": self.size,
+                           "curves": {label: curve.to_dict() for label, curve in self.curves.items()}})
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.to_json())
+
+    def load(self, path: Path, metrics_path: Path) -> None:
+        """Take the curves saved at `path`; without that file, rebuild them from the metrics rows (once).
+        A damaged file is reported and the curves are rebuilt from the metrics instead."""
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())["curves"]
+                curves = {label: RunCurve.from_dict(saved[label], self.size) if label in saved else RunCurve(self.size)
+                          for label in CURVES}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("%s is unreadable (%s: %s); rebuilding the learning curves from %s", path,
+                            type(exc).__name__, exc, metrics_path.name)
+            else:
+                self.curves = curves
+                self.version += 1
+                return
+        if not metrics_path.exists():
+            return
+        t0 = time.monotonic()
+        self.curves = {label: RunCurve(self.size) for label in CURVES}
+        rows = 0
+        for row in read_metrics(metrics_path):
+            if isinstance(row, dict) and isinstance(row.get("step"), int | float):
+                self.add_row(int(row["step"]), row)
+                rows += 1
+        self.version += 1
+        log.info("rebuilt the learning curves from %d metrics rows in %.1fs", rows, time.monotonic() - t0)
+
+    def as_lists(self) -> dict[str, dict[str, Any]]:
+        """Plain data for the dashboard: {title: {steps, values, per_point, count}}."""
+        out = {}
+        for label, curve in self.curves.items():
+            steps, values = curve.arrays()
+            out[label] = {"steps": [round(s) for s in steps.tolist()], "values": [round(v, 4) for v in values.tolist()],
+                          "per_point": curve.per_point, "count": curve.count}
+        return out

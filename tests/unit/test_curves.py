@@ -1,0 +1,82 @@
+"""Whole-run learning curves: bounded, exact bin means, saved and resumed, rebuilt from the metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app.curves import CURVES, RunCurve, RunCurves, world_model_loss
+from app.metrics import MetricsWriter
+
+
+def test_a_curve_keeps_the_whole_run_in_bounded_points_with_exact_bin_means() -> None:
+    curve = RunCurve(100)
+    for i in range(10_000):
+        curve.add(i, 2.0 * i)
+    steps, values = curve.arrays()
+    assert len(curve.points) < 100 and curve.per_point == 128 and curve.count == 10_000
+    assert steps[0] == pytest.approx(63.5) and steps[-1] < 10_000  # the first bin is steps 0..127
+    np.testing.assert_allclose(values, 2 * steps)  # each point is the mean of its bin
+    # Nothing is lost: the points (equal weights) and the pending values add up to every value added.
+    total = sum(v for _, v in curve.points) * curve.per_point + sum(v for _, v in curve.pending)
+    assert total == pytest.approx(sum(2.0 * i for i in range(10_000)))
+    curve.add(10_000, float("nan"))  # a non-finite value is not a point
+    assert curve.count == 10_000
+
+
+def test_a_short_curve_keeps_every_value() -> None:
+    curve = RunCurve(100)
+    for i in range(5):
+        curve.add(10 * i, -i)
+    steps, values = curve.arrays()
+    assert steps.tolist() == [0, 10, 20, 30, 40] and values.tolist() == [0, -1, -2, -3, -4]
+
+
+def test_world_model_loss_needs_every_term() -> None:
+    row = {"loss/image": 1.0, "loss/reward": 0.5, "loss/cont": 0.25, "loss/dyn": 2.0, "loss/rep": 3.0}
+    assert world_model_loss(row) == pytest.approx(4.05)
+    assert world_model_loss({"loss/image": 1.0}) is None
+
+
+def test_curves_are_saved_resumed_and_rebuilt_from_the_metrics(tmp_path) -> None:
+    writer = MetricsWriter(tmp_path / "metrics", tensorboard=False)
+    live = RunCurves(64)
+    for step in range(1, 1001):
+        row = {"episode/score": float(step % 7)}
+        if step % 100 == 0:
+            row["eval/elo"] = 100.0 + step
+        writer.write(step, row)
+        live.add_row(step, row)
+    writer.close()
+    saved = tmp_path / "metrics" / "curves.json"
+    live.save(saved)
+    resumed = RunCurves(64)
+    resumed.load(saved, tmp_path / "metrics" / "metrics.jsonl")
+    rebuilt = RunCurves(64)
+    rebuilt.load(tmp_path / "missing.json", tmp_path / "metrics" / "metrics.jsonl")
+    for other in (resumed, rebuilt):
+        assert other.as_lists() == live.as_lists()
+    assert live.as_lists()["Elo"]["values"] == [100.0 + s for s in range(100, 1001, 100)]
+    assert live.as_lists()["world-model loss"]["count"] == 0 and set(live.as_lists()) == set(CURVES)
+
+
+def test_a_damaged_curves_file_is_rebuilt_from_the_metrics(tmp_path, caplog) -> None:
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    writer.write(5, {"eval/score": 1.5})
+    writer.close()
+    (tmp_path / "curves.json").write_text('{"curves": {"Elo": {"per_point": 3, "points": [], "pending": []}}}')
+    curves = RunCurves(64)
+    curves.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
+    assert "unreadable" in caplog.text and curves.as_lists()["eval score"]["values"] == [1.5]
+
+
+def test_a_curve_saved_with_more_points_is_merged_to_fit() -> None:
+    big = RunCurve(1000)
+    for i in range(900):
+        big.add(i, i)
+    small = RunCurve.from_dict(json.loads(json.dumps(big.to_dict())), 100)
+    assert len(small.points) < 100 and small.per_point == 16
+    steps, values = small.arrays()
+    np.testing.assert_allclose(values, steps)
