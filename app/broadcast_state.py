@@ -113,13 +113,21 @@ class FrameFeed:
             for label in CURVES:
                 self._refresh_curve(label)
 
-    def curves_json(self) -> str:
+    def reset_curves(self) -> None:
         with self._lock:
-            return self.curves.to_json()
+            self.curves.reset()
+            for label in CURVES:
+                self._refresh_curve(label)
+
+    def curves_json(self) -> str:
+        with self._lock:  # copied under the lock, serialised outside it: the compositor needs it every frame
+            curves = self.curves.copy()
+        return curves.to_json()
 
     def curves_data(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return self.curves.as_lists()
+            curves = self.curves.copy()
+        return curves.as_lists()
 
     # -- dreams -------------------------------------------------------------------------------------------
 

@@ -76,8 +76,15 @@ class RunCurve:
         self.points.append(_mean(self.pending))
         self.pending = []
         if len(self.points) >= self.size:
-            self.points = [_mean(self.points[i:i + 2]) for i in range(0, len(self.points), 2)]
-            self.per_point *= 2
+            self._halve()
+
+    def _halve(self) -> None:
+        """Merge neighbouring points pairwise; each point then stands for twice as many values. An odd last
+        point has only half a bin: its values go back to `pending` (as copies of its mean) instead."""
+        if len(self.points) % 2:
+            self.pending = [self.points.pop()] * self.per_point + self.pending
+        self.points = [_mean(self.points[i:i + 2]) for i in range(0, len(self.points), 2)]
+        self.per_point *= 2
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of the points, the provisional last one included."""
@@ -90,21 +97,41 @@ class RunCurve:
     def to_dict(self) -> dict[str, Any]:
         return {"per_point": self.per_point, "count": self.count, "points": self.points, "pending": self.pending}
 
+    def copy(self) -> RunCurve:
+        other = RunCurve(self.size)
+        other.points, other.pending, other.per_point, other.count = list(self.points), list(self.pending), \
+            self.per_point, self.count
+        return other
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], size: int) -> RunCurve:
-        """Rebuild a saved curve; a curve saved with more points than `size` allows is merged down to fit."""
+        """Rebuild a saved curve (ValueError when it is not one); a curve saved with more points than `size`
+        allows is merged down to fit."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a saved curve must be an object")
         curve = cls(size)
         per_point = int(data["per_point"])
         if per_point < 1 or per_point & (per_point - 1):
             raise ValueError(f"per_point = {per_point} is not a power of two")
-        curve.per_point = per_point
-        curve.points = [(float(s), float(v)) for s, v in data["points"]]
-        curve.pending = [(float(s), float(v)) for s, v in data["pending"]][:per_point - 1]
+
+        def pairs(name: str) -> list[tuple[float, float]]:
+            out = [(float(s), float(v)) for s, v in data[name]]
+            if not all(math.isfinite(s) and math.isfinite(v) for s, v in out):
+                raise ValueError(f"non-finite {name}")
+            return out
+
+        curve.per_point, curve.points, curve.pending = per_point, pairs("points"), pairs("pending")[:per_point - 1]
         curve.count = int(data.get("count", 0))
         while len(curve.points) >= curve.size:
-            curve.points = [_mean(curve.points[i:i + 2]) for i in range(0, len(curve.points), 2)]
-            curve.per_point *= 2
+            curve._halve()
+        while len(curve.pending) >= curve.per_point:  # an odd point went back to pending: complete its bin
+            curve.points.append(_mean(curve.pending[:curve.per_point]))
+            curve.pending = curve.pending[curve.per_point:]
         return curve
+
+    def last_step(self) -> float | None:
+        steps, _ = self.arrays()
+        return float(steps.max()) if steps.size else None
 
 
 def _mean(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -124,12 +151,28 @@ class RunCurves:
         changed = []
         for label, source in CURVE_SOURCES.items():
             value = source(row)
-            if value is not None:
+            if value is not None and math.isfinite(value):
                 self.curves[label].add(step, value)
                 changed.append(label)
         if changed:
             self.version += 1
         return changed
+
+    def copy(self) -> RunCurves:
+        """A copy to serialise without holding the caller's lock (the curves grow in place)."""
+        other = RunCurves(self.size)
+        other.curves = {label: curve.copy() for label, curve in self.curves.items()}
+        other.version = self.version
+        return other
+
+    def last_step(self) -> float | None:
+        """The largest env step any curve holds (None: they are empty)."""
+        steps = [s for curve in self.curves.values() if (s := curve.last_step()) is not None]
+        return max(steps) if steps else None
+
+    def reset(self) -> None:
+        self.curves = {label: RunCurve(self.size) for label in CURVES}
+        self.version += 1
 
     def to_json(self) -> str:
         return json.dumps({"version": 1, "size": self.size,
@@ -144,6 +187,8 @@ class RunCurves:
         if path.exists():
             try:
                 saved = json.loads(path.read_text())["curves"]
+                if not isinstance(saved, dict):
+                    raise ValueError("'curves' must be an object")
                 curves = {label: RunCurve.from_dict(saved[label], self.size) if label in saved else RunCurve(self.size)
                           for label in CURVES}
             except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -158,7 +203,7 @@ class RunCurves:
         t0 = time.monotonic()
         self.curves = {label: RunCurve(self.size) for label in CURVES}
         rows = 0
-        for row in read_metrics(metrics_path):
+        for row in read_metrics(metrics_path):  # OSError, UnicodeDecodeError: the caller starts with empty curves
             if isinstance(row, dict) and isinstance(row.get("step"), int | float):
                 self.add_row(int(row["step"]), row)
                 rows += 1

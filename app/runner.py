@@ -130,7 +130,7 @@ class Runner:
         self.metrics: MetricsWriter | None = None
         self.training: Training | None = None
         self.feed = FrameFeed(cfg.overlay, run_name=self.run_name, game=cfg.env.id)
-        self.feed.load_curves(self._curves_path, self.rundir.metrics_dir / "metrics.jsonl")  # the run's so far
+        self._load_curves()
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
@@ -551,7 +551,7 @@ class Runner:
             log.exception("could not store the evaluation episodes of update %d", step)
         if self.metrics is not None:
             self.metrics.write(env_step, {**row, "eval/episodes": float(n), "eval/seconds": seconds})
-        self.feed.on_eval(env_step, None if self._rates else score.mean, score.mean if self._rates else None)
+        self.feed.on_eval(env_step, returns.mean, score.mean if self._rates else None)  # as the metrics row has them
         self.last_eval = {"checkpoint": step, "score": round(score.mean, 4), "sem": round(score.sem, 4),
                           "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time(),
                           "kind": "Elo" if self._rates else "mean return"}
@@ -831,18 +831,32 @@ class Runner:
             elif self._stored_curriculum is not None and not self._curriculum:
                 state["curriculum"] = self._stored_curriculum  # not in use this session: kept for the next
             self.rundir.write_state(state)
-        atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses at most one interval
+            atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses at most one interval
 
     @property
     def _curves_path(self) -> Path:
         return self.rundir.metrics_dir / "curves.json"
+
+    def _load_curves(self) -> None:
+        """Resume the run's learning curves; they are only pictures, so nothing here stops a start."""
+        try:
+            self.feed.load_curves(self._curves_path, self.rundir.metrics_dir / "metrics.jsonl")
+        except Exception as exc:
+            log.warning("the learning curves could not be loaded (%s: %s); they start empty", type(exc).__name__, exc)
+            self.feed.reset_curves()
+            return
+        last = self.feed.curves.last_step()
+        if last is not None and last > self.counters.env_step:  # state.json was reset: its steps start again
+            log.warning("the learning curves reach env step %d but the run is at %d (state.json was reset?); they "
+                        "start empty", last, self.counters.env_step)
+            self.feed.reset_curves()
 
     def _save_state_quietly(self) -> None:
         """save_state for a control that has taken effect already: a failing write is logged, not raised."""
         try:
             self.save_state()
         except Exception:
-            log.exception("could not write state.json; the change holds for this session")
+            log.exception("could not write state.json or metrics/curves.json; the change holds for this session")
 
     def report_status(self) -> None:
         """Update the FPS figures, write a metrics row and one status line."""

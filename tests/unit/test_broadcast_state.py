@@ -30,6 +30,8 @@ def test_curves_cover_the_whole_run_bounded_versioned_and_never_changed_in_place
     # The whole run in at most 10 points, each the mean of its bin (value = step here), the newest included.
     assert len(curve.steps) <= 10 and curve.steps[0] < 3 and curve.steps[-1] > 23 and curve.version == 25
     np.testing.assert_allclose(curve.values, curve.steps)
+    kept = feed.curves.curves["episode score"]  # and every value is in it once: the points are equal-weight bins
+    assert sum(v for _, v in kept.points) * kept.per_point + sum(v for _, v in kept.pending) == sum(range(1, 26))
     assert len(first.steps) == 0 and first.version == 0  # an earlier snapshot is untouched
     feed.on_train_metrics(100, {"loss/image": 10.0, "loss/reward": 1.0, "loss/cont": 0.5, "loss/dyn": 2.0,
                                 "loss/rep": 2.0})

@@ -277,8 +277,18 @@ def test_learning_curves_survive_a_restart(open_runner) -> None:
     for step in range(1, 31):
         r.feed.on_episode(step, {"return": float(step % 3), "length": 9})
     r.feed.on_eval(30, score=0.75)
+    r.counters.env_step = 30
     r.save_state()
     again = Runner(r.cfg, r.rundir, mode="train")
     assert again.feed.curves_data() == r.feed.curves_data()
     assert again.feed.curves_data()["eval score"]["values"] == [0.75]
     assert again.feed.state({}).curves[0].steps[-1] == 30  # the overlay draws them at once
+
+    # state.json reset by hand (its counters start again): curves that reach further would be drawn wrongly.
+    r.rundir.write_state({})
+    assert Runner(r.cfg, r.rundir, mode="train").feed.curves_data()["episode score"]["values"] == []
+    # A curves file that cannot be read is rebuilt from metrics.jsonl; nothing there stops a start either.
+    r.rundir.write_state({"env_step": 30})
+    (r.rundir.metrics_dir / "curves.json").write_text('{"curves": {"Elo": {"per_point": 1, "points": [[1, NaN]], '
+                                                      '"pending": []}}}')
+    assert Runner(r.cfg, r.rundir, mode="train").feed.curves_data()["Elo"]["values"] == []

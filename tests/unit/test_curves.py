@@ -72,11 +72,24 @@ def test_a_damaged_curves_file_is_rebuilt_from_the_metrics(tmp_path, caplog) -> 
     assert "unreadable" in caplog.text and curves.as_lists()["eval score"]["values"] == [1.5]
 
 
-def test_a_curve_saved_with_more_points_is_merged_to_fit() -> None:
+@pytest.mark.parametrize("n", [900, 901, 1000])
+def test_a_curve_saved_with_more_points_is_merged_to_fit_and_keeps_every_value(n) -> None:
     big = RunCurve(1000)
-    for i in range(900):
-        big.add(i, i)
+    values = [float(i % 13) ** 2 + (1000.0 if i == n - 1 else 0.0) for i in range(n)]
+    for i, v in enumerate(values):
+        big.add(i, v)
     small = RunCurve.from_dict(json.loads(json.dumps(big.to_dict())), 100)
-    assert len(small.points) < 100 and small.per_point == 16
-    steps, values = small.arrays()
-    np.testing.assert_allclose(values, steps)
+    assert len(small.points) < 100 and len(small.pending) < small.per_point and small.count == n
+    total = sum(v for _, v in small.points) * small.per_point + sum(v for _, v in small.pending)
+    assert total == pytest.approx(sum(values))  # an odd last point is not counted twice
+    again = RunCurve(100)
+    for i, v in enumerate(values):
+        again.add(i, v)
+    assert again.per_point == small.per_point and len(again.points) == len(small.points)
+
+
+def test_a_saved_curve_with_non_finite_values_is_refused() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        RunCurve.from_dict({"per_point": 1, "points": [[0, float("nan")]], "pending": []}, 10)
+    with pytest.raises(ValueError, match="object"):
+        RunCurve.from_dict([], 10)
