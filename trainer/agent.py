@@ -84,10 +84,8 @@ class DreamerAgent:
         self.local_batch_size = cfg.batch_size // jax.process_count()
         """Sequences this process samples from its own replay per update (its share of batch_size)."""
         # The same seed in every process gives the same initial parameters everywhere.
-        self.state: TrainState = jax.jit(init_state, static_argnums=(0, 1, 2))(cfg, self.act_space,
-                                                                                self.image_shape, k)
-        if self.mesh is not None:
-            self.state = jax.device_put(self.state, NamedSharding(self.mesh, PartitionSpec()))
+        self.state: TrainState = self._place(jax.jit(init_state, static_argnums=(0, 1, 2))(cfg, self.act_space,
+                                                                                            self.image_shape, k))
         self.params = self._local(self.state.params)  # the snapshot actors and the overlay read
         self.param_count = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
         self._train_step = make_train_step(cfg, self.act_space, self.image_shape, self.mesh)
@@ -105,10 +103,18 @@ class DreamerAgent:
         """The train state as host arrays (what process 0 checkpoints when training spans processes)."""
         return jax.device_get(self.state)
 
+    def _place(self, state: TrainState) -> TrainState:
+        """Put a train state on this agent's devices: replicated over the mesh, else committed to the one device.
+        A fresh state and a restored one then have the same placement, so the train step compiled for one is
+        the persistent compile cache's entry for the other too (an uncommitted fresh state missed it at the
+        first resume)."""
+        if self.mesh is not None:
+            return jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+        return jax.device_put(state, jax.local_devices()[0])
+
     def load_state(self, state: TrainState) -> None:
         """Adopt a restored train state (placed on this agent's devices) and publish its parameters."""
-        if self.mesh is not None:
-            state = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+        state = self._place(state)
         self.state, self.params = state, self._local(state.params)
         if self._server is not None:
             self._server.sync(jax.device_get(state.params))

@@ -75,3 +75,5 @@ def test_killed_run_resumes_the_learner_from_its_checkpoint(tmp_path) -> None:
     assert f"restored checkpoint {saved}" in out.stderr
     final = json.loads((logdir / "state.json").read_text())
     assert final["updates"] > saved and final["sessions"] == 2
+    # The resume found its train step in the compile cache: one entry, not a second for the restored state.
+    assert len(list((logdir / "compile_cache").glob("jit_train_step-*"))) == 1
