@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -17,6 +20,12 @@ import psutil
 import pytest
 
 DREAMSTREAM = str(Path(sys.executable).parent / "dreamstream")
+
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    # One XLA compile cache for the whole session (this process and every `dreamstream` it starts): the many
+    # tests that build the same tiny agent compile it once. Set the variable yourself to keep one across runs.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dreamstream-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 PATIENCE_S = 180.0
 """How long a test waits for something that normally takes seconds; generous for slow CI machines."""
