@@ -4,6 +4,7 @@ and a killed run resumes its learner from it."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def test_killed_run_resumes_the_learner_from_its_checkpoint(tmp_path) -> None:
     logdir = tmp_path / "run"
     args = [DREAMSTREAM, "train", "--configs", "catch", "tiny", "--logdir", str(logdir),
             "--scheduler.checkpoint_interval_min", "0.05"]
-    proc = subprocess.Popen([*args, "--run.steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The product's default: the compile cache in the run dir (not the test session's shared one).
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    proc = subprocess.Popen([*args, "--run.steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
     try:
         wait_for(lambda: checkpoints(logdir), "a scheduled checkpoint")
         proc.send_signal(signal.SIGKILL)
@@ -70,7 +74,7 @@ def test_killed_run_resumes_the_learner_from_its_checkpoint(tmp_path) -> None:
     saved = max(checkpoints(logdir))  # complete ones only: a save cut by the kill stays a temporary dir
     state = json.loads((logdir / "state.json").read_text())
     out = subprocess.run([*args, "--run.steps", str(state["env_step"] + 200)], capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"restored checkpoint {saved}" in out.stderr
     final = json.loads((logdir / "state.json").read_text())
