@@ -201,13 +201,12 @@ class RunCurves:
         if not metrics_path.exists():
             return
         t0 = time.monotonic()
-        self.curves = {label: RunCurve(self.size) for label in CURVES}
+        self.reset()
         rows = 0
         for row in read_metrics(metrics_path):  # OSError, UnicodeDecodeError: the caller starts with empty curves
             if isinstance(row, dict) and isinstance(row.get("step"), int | float):
                 self.add_row(int(row["step"]), row)
                 rows += 1
-        self.version += 1
         log.info("rebuilt the learning curves from %d metrics rows in %.1fs", rows, time.monotonic() - t0)
 
     def as_lists(self) -> dict[str, dict[str, Any]]:

@@ -131,6 +131,8 @@ class Runner:
         self.training: Training | None = None
         self.feed = FrameFeed(cfg.overlay, run_name=self.run_name, game=cfg.env.id)
         self._load_curves()
+        self._curves_saved = -1
+        """RunCurves.version last written to metrics/curves.json."""
         self.notice = ""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
@@ -831,7 +833,10 @@ class Runner:
             elif self._stored_curriculum is not None and not self._curriculum:
                 state["curriculum"] = self._stored_curriculum  # not in use this session: kept for the next
             self.rundir.write_state(state)
-            atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses at most one interval
+            version = self.feed.curves.version
+            if version != self._curves_saved:  # unchanged curves are not written again
+                atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses one interval
+                self._curves_saved = version
 
     @property
     def _curves_path(self) -> Path:
