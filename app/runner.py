@@ -111,7 +111,8 @@ class Runner:
         self.stop_event = threading.Event()
         self.stop_reason = ""
         self._lock = threading.Lock()
-        self.counters = Counters.from_state(rundir.read_state())
+        stored = rundir.read_state()
+        self.counters = Counters.from_state(stored)
         self.live = Live()
         self._fps = {"env": 0.0}
         self._last_report = (time.monotonic(), self.counters.env_step)
@@ -160,7 +161,6 @@ class Runner:
         self._state_lock = threading.RLock()
         """Held while state.json is built and written, and while the curriculum changes the opponent."""
         self._curriculum = self._rates and cfg.scheduler.curriculum
-        stored = rundir.read_state()
         self._stored_curriculum = stored.get("curriculum")
         """What state.json says of the curriculum; written back unchanged while it is not in use."""
         self.training_opponent: str | None = self._restore_opponent(self._stored_curriculum)
