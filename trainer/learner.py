@@ -125,8 +125,9 @@ class Learner:
             self.agent.load_state(state)
 
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
-        """Train until `stop`; every `metrics_every` updates, pass host metrics to `on_metrics`."""
-        window_t, window_updates = time.monotonic(), self.updates
+        """Train until `stop`; after the session's first update, then every `metrics_every` updates, pass host
+        metrics to `on_metrics` (the first at once: with a big model on a CPU, ten updates can take minutes)."""
+        window_t, window_updates, first = None, self.updates, True
         buffer_sets = [self.replay.batch_buffers(self.batch_size) for _ in range(2)]
         lowered = False
         while True:
@@ -147,6 +148,8 @@ class Learner:
                 continue
             self.state = "training"
             t0 = time.monotonic()
+            if window_t is None:  # the speed window starts with the first update, not with the wait for data
+                window_t = t0
             # Safe to refill: agent.train returns only once the update has finished reading its batch. The
             # second set keeps that true if updates are ever queued ahead (JAX dispatches asynchronously).
             buffers = buffer_sets[self.updates % 2]
@@ -166,8 +169,8 @@ class Learner:
                 lowered = True
                 log.debug("lowered the CPU priority of %d learner threads", lower_compute_priority())
             self._check_finite(host)
-            if self.updates % self.metrics_every == 0:
-                now = time.monotonic()
+            if first or self.updates % self.metrics_every == 0:
+                first, now = False, time.monotonic()
                 host["fps/updates"] = (self.updates - window_updates) / max(now - window_t, 1e-9)
                 window_t, window_updates = now, self.updates
                 host["replay/ratio"] = self.ratio()

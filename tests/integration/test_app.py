@@ -124,9 +124,11 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             page.wait_for_function("() => { const v = document.getElementById('stream-video');"
                                    " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }")
             assert page.evaluate("document.getElementById('stream-video').videoWidth") == 1280
-            # The whole run's learning curves: the world model's loss is drawn once updates have run.
+            # The whole run's learning curves: the episode scores as a line (episodes end before the first
+            # update), the world model's loss from the first update on (its first value is a dot).
+            page.locator('#curves figure[data-curve="episode score"] polyline').wait_for()
             loss = page.locator('#curves figure[data-curve="world-model loss"]')
-            loss.locator("polyline").wait_for()
+            loss.locator("polyline, circle").first.wait_for()
             assert page.locator("#curves figure").count() == 4
             assert "values" in loss.locator(".range").inner_text()
             assert "world-model loss: " in loss.locator("figcaption").inner_text()

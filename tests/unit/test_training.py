@@ -150,9 +150,19 @@ def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) ->
     assert stream.data["latent_ok"][:60].all()  # the actor's latents are stored with their steps
     acting = stream.data["deter"][:60].copy()
     stop = threading.Event()
-    t.learner.metrics_every = 1
-    t.learner.run(stop, lambda updates, metrics: updates >= 3 and stop.set())
+    t.learner.metrics_every = 3
+    reported = []
+
+    def on_metrics(updates: int, metrics: dict[str, float]) -> None:
+        reported.append((updates, metrics))
+        if updates >= 3:
+            stop.set()
+
+    t.learner.run(stop, on_metrics)
     assert t.learner.updates >= 3 and t.replay.sampled_sequences >= 3 * cfg.trainer.batch_size
+    # The session's first update is reported at once (a curve to show within seconds), then every 3.
+    assert [u for u, _ in reported] == [1, 3]
+    assert all(m["fps/updates"] > 0 and np.isfinite(m["loss/image"]) for _, m in reported)
     assert not np.array_equal(stream.data["deter"][:60], acting)  # training wrote its own latents back
     t.close()
     env.close()
