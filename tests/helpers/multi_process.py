@@ -1,52 +1,83 @@
-"""Helper process for the multi-process test: the agent's update with the batch split over processes.
+"""Helper process for the parallel-training test: the agent's update on one device, on two, and with the batch
+split over two processes.
 
-`single OUT`: one process, every device (run it with 2 forced host devices), the whole batch.
-`multi OUT PROCESS_ID NUM_PROCESSES PORT`: one of NUM_PROCESSES processes joined by jax.distributed, each
-feeding its share of the same batch. Saves the parameters (flattened) after three updates, and prints JSON
-with the process and device counts, the last loss, and process 0's parameter checksum after a broadcast.
+`single OUT_DIR` (run it with 2 forced host devices): in one process, the agent on one device, then data-parallel
+over both, each on the whole batch; saves `one.npy` and `two.npy`.
+`multi OUT PROCESS_ID NUM_PROCESSES PORT`: one of NUM_PROCESSES processes joined by jax.distributed, each feeding
+its share of the same batch; saves OUT.
+Parameters are saved flattened after three updates on the same batch; the last line printed is JSON with the
+process and device counts, the last loss, and (multi) process 0's value after a broadcast.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 
-def main() -> None:
-    mode, out = sys.argv[1], sys.argv[2]
-    from trainer.config import DistributedConfig
+def random_batch() -> dict[str, np.ndarray]:
+    """The fixed batch of 4 sequences x 8 steps of 16x16 frames (3 actions) every run trains on."""
+    rng = np.random.default_rng(0)
+    return {"image": rng.integers(0, 256, (4, 8, 16, 16, 3), dtype=np.uint8),
+            "action": rng.integers(0, 3, (4, 8)).astype(np.int32),
+            "reward": rng.normal(size=(4, 8)).astype(np.float32),
+            "is_first": np.zeros((4, 8), bool), "is_last": np.zeros((4, 8), bool),
+            "is_terminal": np.zeros((4, 8), bool)}
 
-    if mode == "multi":
-        from trainer.distributed import initialize
 
-        pid, n, port = (int(x) for x in sys.argv[3:6])
-        initialize(DistributedConfig(coordinator=f"127.0.0.1:{port}", num_processes=n, process_id=pid))
+def three_updates(out: Path, **overrides) -> dict:
+    """Build the tiny agent, take three updates on this process's share of the batch, save its parameters."""
     import jax
 
     from app.config import load_blocks
-    from tests.helpers.data_parallel import random_batch
     from trainer.agent import DreamerAgent
     from trainer.config import TrainerConfig
-    from trainer.distributed import broadcast_from_primary
 
-    cfg = TrainerConfig(**{**load_blocks()["tiny"]["trainer"], "batch_size": 4, "batch_length": 8})
+    cfg = TrainerConfig(**{**load_blocks()["tiny"]["trainer"], "batch_size": 4, "batch_length": 8, **overrides})
     obs = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8)})
     agent = DreamerAgent(cfg, obs, gym.spaces.Discrete(3))
+    info = {"local_batch": agent.local_batch_size, "mesh_devices": 0 if agent.mesh is None else agent.mesh.size}
     batch = random_batch()
     share = agent.local_batch_size
     rows = slice(jax.process_index() * share, (jax.process_index() + 1) * share)
     for _ in range(3):
         metrics = agent.train({k: v[rows] for k, v in batch.items()})
+    if not agent.multiprocess:  # the program the updates ran (jit's cache: no second compile)
+        program = agent._train_step.lower(agent.state, batch, agent._train_key).compile()
+        info["all_reduce"] = "all-reduce" in program.as_text()
     host = agent.host_state()
-    flat = np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(host.params)])
-    np.save(out, flat)
+    np.save(out, np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(host.params)]))
+    agent.close()
+    return {**info, "loss": float(jax.device_get(metrics["loss/total"]))}
+
+
+def main() -> None:
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    from trainer.config import DistributedConfig
+
+    if mode == "single":
+        import jax
+
+        runs = {name: three_updates(out / f"{name}.npy", data_parallel=parallel, policy_process=False)
+                for name, parallel in (("one", False), ("two", True))}
+        print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(), **runs}))
+        return
+    from trainer.distributed import initialize
+
+    pid, n, port = (int(x) for x in sys.argv[3:6])
+    initialize(DistributedConfig(coordinator=f"127.0.0.1:{port}", num_processes=n, process_id=pid))
+    import jax
+
+    from trainer.distributed import broadcast_from_primary
+
+    run = three_updates(out)
     # Process 0's values reach every process (what a restored checkpoint does across processes).
     mine = np.float64(jax.process_index() + 1)
-    print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(), "local_batch": share,
-                      "loss": float(jax.device_get(metrics["loss/total"])),
+    print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(), **run,
                       "broadcast": float(broadcast_from_primary(mine))}))
 
 

@@ -1,5 +1,6 @@
-"""Training over two processes joined by jax.distributed (gloo on CPU) gives the update of one process with
-two devices on the same batch; process 0's values reach every process."""
+"""Parallel training gives the update of one device: data-parallel over 2 forced host devices in one process,
+and split over two processes joined by jax.distributed (gloo on CPU), on the same batch; process 0's values
+reach every process. `dreamstream train` over two processes checkpoints once and resumes everywhere."""
 
 from __future__ import annotations
 
@@ -27,21 +28,29 @@ def result(proc: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_two_processes_give_the_one_process_update(tmp_path) -> None:
+def test_two_devices_and_two_processes_give_the_one_device_update(tmp_path) -> None:
     base = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    single = result(start(["single", str(tmp_path / "single.npy")],
-                          {**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
-    assert single["processes"] == 1 and single["devices"] == 2 and single["local_batch"] == 4
+    single = result(start(["single", str(tmp_path)], {**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
+    one, two = single["one"], single["two"]
+    assert single["processes"] == 1 and single["devices"] == 2
+    assert one["mesh_devices"] == 0 and not one["all_reduce"]  # one device: no collective
+    assert two["mesh_devices"] == 2 and two["all_reduce"]  # the batch really was split over both devices
+    assert one["local_batch"] == two["local_batch"] == 4
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-4)
+    p_one, p_two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert p_one.shape == p_two.shape
+    np.testing.assert_allclose(p_two, p_one, rtol=1e-4, atol=1e-7)
+
     port = free_port()
     procs = [start(["multi", str(tmp_path / f"p{i}.npy"), str(i), "2", str(port)], base) for i in range(2)]
     multi = [result(p) for p in procs]
     for r in multi:
-        assert r["processes"] == 2 and r["devices"] == 2 and r["local_batch"] == 2
-        assert r["loss"] == pytest.approx(single["loss"], rel=1e-4)
+        assert r["processes"] == 2 and r["devices"] == 2 and r["local_batch"] == 2 and r["mesh_devices"] == 2
+        assert r["loss"] == pytest.approx(one["loss"], rel=1e-4)
         assert r["broadcast"] == 1.0  # process 0's value, in both
-    p0, p1, one = (np.load(tmp_path / f"{n}.npy") for n in ("p0", "p1", "single"))
+    p0, p1 = (np.load(tmp_path / f"p{i}.npy") for i in range(2))
     np.testing.assert_array_equal(p0, p1)  # the same parameters in every process
-    np.testing.assert_allclose(p0, one, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(p0, p_one, rtol=1e-4, atol=1e-7)
 
 
 def train(i: int, port: int, logdir, steps: int) -> subprocess.Popen:
