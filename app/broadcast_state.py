@@ -84,23 +84,16 @@ class FrameFeed:
             if len(self._recent) >= MIN_DREAM_FRAMES:
                 self._last_episode = list(self._recent)
             self._recent.clear()  # a dream sequence never spans two episodes
-            self._add_curves(step, {"episode/score": float(episode["return"])})
             self._results.append(Result(outcome=episode.get("result"), score=float(episode["return"])))
         self.arrow = None
 
-    def on_train_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+    def on_metrics_row(self, step: int, row: Mapping[str, Any], offset: int) -> None:
+        """A row just written to metrics.jsonl, ending at byte `offset` (MetricsWriter.subscribe): feed the
+        curves, and refresh the overlay's copies of those it changed."""
         with self._lock:
-            self._add_curves(step, metrics)
-
-    def on_eval(self, step: int, score: float | None = None, elo: float | None = None) -> None:
-        row = {k: v for k, v in (("eval/score", score), ("eval/elo", elo)) if v is not None}
-        with self._lock:
-            self._add_curves(step, row)
-
-    def _add_curves(self, step: int, row: Mapping[str, float]) -> None:
-        """Feed a metrics row to the curves and refresh the overlay's copies of those it changed (lock held)."""
-        for label in self.curves.add_row(step, row):
-            self._refresh_curve(label)
+            for label in self.curves.add_row(step, row):
+                self._refresh_curve(label)
+            self.curves.offset = offset
 
     def _refresh_curve(self, label: str) -> None:
         steps, values = self.curves.curves[label].arrays()
@@ -113,9 +106,11 @@ class FrameFeed:
             for label in CURVES:
                 self._refresh_curve(label)
 
-    def reset_curves(self) -> None:
+    def reset_curves(self, skip_to: int = 0) -> None:
+        """Empty the curves; the metrics rows before byte `skip_to` are never taken into them."""
         with self._lock:
             self.curves.reset()
+            self.curves.offset = skip_to
             for label in CURVES:
                 self._refresh_curve(label)
 

@@ -5,8 +5,10 @@ it is full, neighbouring points are merged pairwise (mean step, mean value); fro
 for twice as many values. The whole run stays in view at an even resolution, and the averaging smooths the
 noise of single episodes. The values not yet making a full point are shown as one provisional last point.
 
-The curves are saved as `metrics/curves.json` beside the metrics (at every state save) and loaded at start;
-a run dir without that file (an older version) has its curves rebuilt once from `metrics/metrics.jsonl`.
+The curves are fed from the rows of `metrics/metrics.jsonl` as they are written (MetricsWriter.subscribe) and
+remember how far into that file they have read. They are saved as `metrics/curves.json` beside it (at every
+state save) and loaded at start, which then takes the rows written after that save too: a kill -9 loses no
+point. A run dir without that file (an older version) has its curves rebuilt once from the whole metrics file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from app.metrics import read_metrics
+from app.metrics import read_metrics_from
 from app.rundir import atomic_write_text
 
 __all__ = ["CURVES", "CURVE_SOURCES", "RunCurve", "RunCurves", "world_model_loss"]
@@ -145,6 +147,11 @@ class RunCurves:
         self.size = size
         self.curves = {label: RunCurve(size) for label in CURVES}
         self.version = 0
+        self.offset = 0
+        """Bytes of metrics.jsonl whose rows the curves hold."""
+        self.saved_step: float | None = None
+        """After load(): the largest env step of the curves as they were saved (before the rows written after
+        that save), or of the rebuilt curves; None when empty."""
 
     def add_row(self, step: int, row: Mapping[str, Any]) -> list[str]:
         """Add what a metrics row holds for each curve; return the titles of the curves it changed."""
@@ -162,7 +169,7 @@ class RunCurves:
         """A copy to serialise without holding the caller's lock (the curves grow in place)."""
         other = RunCurves(self.size)
         other.curves = {label: curve.copy() for label, curve in self.curves.items()}
-        other.version = self.version
+        other.version, other.offset = self.version, self.offset
         return other
 
     def last_step(self) -> float | None:
@@ -173,22 +180,30 @@ class RunCurves:
     def reset(self) -> None:
         self.curves = {label: RunCurve(self.size) for label in CURVES}
         self.version += 1
+        self.offset = 0
 
     def to_json(self) -> str:
-        return json.dumps({"version": 1, "size": self.size,
+        return json.dumps({"version": 1, "size": self.size, "metrics_offset": self.offset,
                            "curves": {label: curve.to_dict() for label, curve in self.curves.items()}})
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.to_json())
 
     def load(self, path: Path, metrics_path: Path) -> None:
-        """Take the curves saved at `path`; without that file, rebuild them from the metrics rows (once).
-        A damaged file is reported and the curves are rebuilt from the metrics instead."""
+        """Take the curves saved at `path` and the metrics rows written after that save; without that file,
+        rebuild them from all the metrics rows (once). A damaged file, or a metrics file shorter than the saved
+        curves had read, is reported and the curves are rebuilt from the metrics instead."""
+        size = metrics_path.stat().st_size if metrics_path.exists() else 0
         if path.exists():
             try:
-                saved = json.loads(path.read_text())["curves"]
+                data = json.loads(path.read_text())
+                saved, offset = data["curves"], data.get("metrics_offset")
                 if not isinstance(saved, dict):
                     raise ValueError("'curves' must be an object")
+                if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool) or offset < 0):
+                    raise ValueError(f"bad metrics_offset {offset!r}")
+                if offset is not None and offset > size:
+                    raise ValueError(f"it has read {offset} bytes of {metrics_path.name}, which now has {size}")
                 curves = {label: RunCurve.from_dict(saved[label], self.size) if label in saved else RunCurve(self.size)
                           for label in CURVES}
             except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -197,17 +212,34 @@ class RunCurves:
             else:
                 self.curves = curves
                 self.version += 1
+                self.saved_step = self.last_step()
+                if offset is None:  # saved by a version without offsets: the rows since are not known
+                    self.offset = size
+                    return
+                self.offset = offset
+                rows = self._read(metrics_path)
+                if rows:
+                    log.info("the learning curves took %d metrics rows written after their last save", rows)
                 return
         if not metrics_path.exists():
             return
         t0 = time.monotonic()
         self.reset()
+        rows = self._read(metrics_path)
+        self.saved_step = self.last_step()
+        log.info("rebuilt the learning curves from %d metrics rows in %.1fs", rows, time.monotonic() - t0)
+
+    def _read(self, metrics_path: Path) -> int:
+        """Add the metrics rows from `self.offset` on (OSError: the caller starts with empty curves)."""
         rows = 0
-        for row in read_metrics(metrics_path):  # OSError, UnicodeDecodeError: the caller starts with empty curves
+        if not metrics_path.exists():
+            return rows
+        for row, end in read_metrics_from(metrics_path, self.offset):
             if isinstance(row, dict) and isinstance(row.get("step"), int | float):
                 self.add_row(int(row["step"]), row)
                 rows += 1
-        log.info("rebuilt the learning curves from %d metrics rows in %.1fs", rows, time.monotonic() - t0)
+            self.offset = end
+        return rows
 
     def as_lists(self) -> dict[str, dict[str, Any]]:
         """Plain data for the dashboard: {title: {steps, values, per_point, count}}."""

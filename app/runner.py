@@ -262,6 +262,7 @@ class Runner:
         with self.sessions.begin() as session:
             self.run_id = ensure_run(session, self.rundir.root.name, cfg.env.id, cfg.trainer.agent).id
         self.metrics = MetricsWriter(self.rundir.metrics_dir, tensorboard=cfg.storage.metrics_tensorboard)
+        self.metrics.subscribe(self.feed.on_metrics_row)  # the learning curves are drawn from the metrics rows
         probe = envs.make_from_config(cfg.env)  # unknown ids and bad options fail now, not in the actor
         obs_space, action_space = probe.observation_space, probe.action_space
         probe.close()
@@ -386,7 +387,6 @@ class Runner:
             step = self.counters.env_step
         assert self.metrics is not None
         self.metrics.write(step, metrics)
-        self.feed.on_train_metrics(step, metrics)
 
     def _dream_loop(self, stop: threading.Event) -> None:
         """Refresh the dream vs reality strips every few seconds, or at once when chat asks (`!dream`); slow
@@ -553,7 +553,6 @@ class Runner:
             log.exception("could not store the evaluation episodes of update %d", step)
         if self.metrics is not None:
             self.metrics.write(env_step, {**row, "eval/episodes": float(n), "eval/seconds": seconds})
-        self.feed.on_eval(env_step, returns.mean, score.mean if self._rates else None)  # as the metrics row has them
         self.last_eval = {"checkpoint": step, "score": round(score.mean, 4), "sem": round(score.sem, 4),
                           "episodes": n, "seconds": round(seconds, 1), "env_step": env_step, "at": time.time(),
                           "kind": "Elo" if self._rates else "mean return"}
@@ -835,7 +834,7 @@ class Runner:
             self.rundir.write_state(state)
             version = self.feed.curves.version
             if version != self._curves_saved:  # unchanged curves are not written again
-                atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9 loses one interval
+                atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9: caught up at start
                 self._curves_saved = version
 
     @property
@@ -844,17 +843,21 @@ class Runner:
 
     def _load_curves(self) -> None:
         """Resume the run's learning curves; they are only pictures, so nothing here stops a start."""
+        metrics_path = self.rundir.metrics_dir / "metrics.jsonl"
+        skip_all = lambda: metrics_path.stat().st_size if metrics_path.exists() else 0
         try:
-            self.feed.load_curves(self._curves_path, self.rundir.metrics_dir / "metrics.jsonl")
+            self.feed.load_curves(self._curves_path, metrics_path)
         except Exception as exc:
             log.warning("the learning curves could not be loaded (%s: %s); they start empty", type(exc).__name__, exc)
-            self.feed.reset_curves()
+            self.feed.reset_curves(skip_to=skip_all())
             return
-        last = self.feed.curves.last_step()
+        # The curves as saved with state.json (the rows after that save may reach a little further: a kill -9
+        # resumes the counters from the last save, and the episodes played since are still shown).
+        last = self.feed.curves.saved_step
         if last is not None and last > self.counters.env_step:  # state.json was reset: its steps start again
             log.warning("the learning curves reach env step %d but the run is at %d (state.json was reset?); they "
                         "start empty", last, self.counters.env_step)
-            self.feed.reset_curves()
+            self.feed.reset_curves(skip_to=skip_all())
 
     def _save_state_quietly(self) -> None:
         """save_state for a control that has taken effect already: a failing write is logged, not raised."""

@@ -24,7 +24,7 @@ def test_curves_cover_the_whole_run_bounded_versioned_and_never_changed_in_place
     feed = FrameFeed(OverlayConfig(curve_points=10), run_name="r", game="catch")
     first = feed.state({}).curves[0]
     for step in range(1, 26):
-        feed.on_episode(step, {"return": float(step), "length": 9})
+        feed.on_metrics_row(step, {"episode/score": float(step), "episode/length": 9.0}, offset=100 * step)
     curve = feed.state({}).curves[0]
     assert [c.label for c in feed.state({}).curves] == list(CURVES)
     # The whole run in at most 10 points, each the mean of its bin (value = step here), the newest included.
@@ -33,9 +33,10 @@ def test_curves_cover_the_whole_run_bounded_versioned_and_never_changed_in_place
     kept = feed.curves.curves["episode score"]  # and every value is in it once: the points are equal-weight bins
     assert sum(v for _, v in kept.points) * kept.per_point + sum(v for _, v in kept.pending) == sum(range(1, 26))
     assert len(first.steps) == 0 and first.version == 0  # an earlier snapshot is untouched
-    feed.on_train_metrics(100, {"loss/image": 10.0, "loss/reward": 1.0, "loss/cont": 0.5, "loss/dyn": 2.0,
-                                "loss/rep": 2.0})
+    feed.on_metrics_row(100, {"loss/image": 10.0, "loss/reward": 1.0, "loss/cont": 0.5, "loss/dyn": 2.0,
+                              "loss/rep": 2.0, "fps/updates": None}, offset=2600)
     assert list(feed.state({}).curves[1].values) == [pytest.approx(13.7)]
+    assert feed.curves.offset == 2600  # how far into metrics.jsonl the curves have read
 
 
 def test_results_keep_the_last_ten_with_outcomes() -> None:

@@ -275,8 +275,8 @@ def test_the_operators_pause_is_kept_by_sessions_that_cannot_resume_it(open_runn
 def test_learning_curves_survive_a_restart(open_runner) -> None:
     r = open_runner(["tiny", "catch"], [])
     for step in range(1, 31):
-        r.feed.on_episode(step, {"return": float(step % 3), "length": 9})
-    r.feed.on_eval(30, score=0.75)
+        r._episode_done(step, {"return": float(step % 3), "length": 9})  # drawn from the metrics rows
+    r.metrics.write(30, {"eval/score": 0.75, "eval/score_sem": 0.1})
     r.counters.env_step = 30
     r.save_state()
     again = Runner(r.cfg, r.rundir, mode="train")
@@ -284,8 +284,19 @@ def test_learning_curves_survive_a_restart(open_runner) -> None:
     assert again.feed.curves_data()["eval score"]["values"] == [0.75]
     assert again.feed.state({}).curves[0].steps[-1] == 30  # the overlay draws them at once
 
-    # state.json reset by hand (its counters start again): curves that reach further would be drawn wrongly.
+    # A kill -9 after more episodes: state.json still says 30, but no episode played since is lost to the curves.
+    for step in range(31, 36):
+        r._episode_done(step, {"return": 5.0, "length": 9})
+    killed = Runner(r.cfg, r.rundir, mode="train")
+    assert killed.counters.env_step == 30 and killed.feed.curves_data() == r.feed.curves_data()
+    assert killed.feed.curves_data()["episode score"]["count"] == 35
+
+    # state.json reset by hand (its counters start again): curves that reach further would be drawn wrongly,
+    # and the old rows are not taken in again at the next start.
     r.rundir.write_state({})
+    fresh = Runner(r.cfg, r.rundir, mode="train")
+    assert fresh.feed.curves_data()["episode score"]["values"] == []
+    fresh.save_state()
     assert Runner(r.cfg, r.rundir, mode="train").feed.curves_data()["episode score"]["values"] == []
     # A curves file that cannot be read is rebuilt from metrics.jsonl; nothing there stops a start either.
     r.rundir.write_state({"env_step": 30})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def test_curves_are_saved_resumed_and_rebuilt_from_the_metrics(tmp_path) -> None
         writer.write(step, row)
         live.add_row(step, row)
     writer.close()
+    live.offset = writer.offset  # the curves hold every row written
     saved = tmp_path / "metrics" / "curves.json"
     live.save(saved)
     resumed = RunCurves(64)
@@ -93,3 +95,48 @@ def test_a_saved_curve_with_non_finite_values_is_refused() -> None:
         RunCurve.from_dict({"per_point": 1, "points": [[0, float("nan")]], "pending": []}, 10)
     with pytest.raises(ValueError, match="object"):
         RunCurve.from_dict([], 10)
+
+
+def test_rows_written_after_the_last_save_are_caught_up_at_load(tmp_path, caplog) -> None:
+    """A kill -9 between two saves loses no point: the rows after the saved offset are read at the next start."""
+    caplog.set_level(logging.INFO, logger="app.curves")
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    live = RunCurves(64)
+    writer.subscribe(lambda step, row, offset: (live.add_row(step, row), setattr(live, "offset", offset)))
+    for step in range(1, 301):
+        writer.write(step, {"episode/score": float(step % 5), "fps/env": 30.0})
+        if step == 200:
+            live.save(tmp_path / "curves.json")  # the last save before the kill
+    writer.close()
+    resumed = RunCurves(64)
+    resumed.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
+    assert resumed.as_lists() == live.as_lists() and resumed.offset == live.offset
+    assert resumed.saved_step <= 200 < resumed.last_step() and "took 100 metrics rows written after their last save" in caplog.text
+    again = RunCurves(64)  # saved after the catch-up: nothing is taken twice
+    resumed.save(tmp_path / "curves.json")
+    again.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
+    assert again.as_lists() == live.as_lists()
+    assert again.as_lists()["episode score"]["count"] == 300
+
+
+def test_a_metrics_file_shorter_than_the_curves_read_is_rebuilt_and_an_old_curves_file_is_kept(tmp_path,
+                                                                                              caplog) -> None:
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    writer.write(1, {"eval/score": 1.0})
+    writer.write(2, {"eval/score": 2.0})
+    writer.close()
+    saved = RunCurves(64)
+    saved.add_row(9, {"eval/score": 9.0})
+    saved.offset = 10_000  # beyond the file: metrics.jsonl was replaced
+    saved.save(tmp_path / "curves.json")
+    curves = RunCurves(64)
+    curves.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
+    assert "which now has" in caplog.text and curves.as_lists()["eval score"]["values"] == [1.0, 2.0]
+    # A curves file from before offsets were saved: taken as it is, and reading goes on from the end.
+    data = json.loads(saved.to_json())
+    del data["metrics_offset"]
+    (tmp_path / "curves.json").write_text(json.dumps(data))
+    old = RunCurves(64)
+    old.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
+    assert old.as_lists()["eval score"]["values"] == [9.0]
+    assert old.offset == (tmp_path / "metrics.jsonl").stat().st_size
