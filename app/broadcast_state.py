@@ -91,9 +91,10 @@ class FrameFeed:
         """A row just written to metrics.jsonl, ending at byte `offset` (MetricsWriter.subscribe): feed the
         curves, and refresh the overlay's copies of those it changed."""
         with self._lock:
-            for label in self.curves.add_row(step, row):
+            changed = self.curves.add_row(step, row)
+            self.curves.offset = offset  # with the row, so it is never taken twice
+            for label in changed:
                 self._refresh_curve(label)
-            self.curves.offset = offset
 
     def _refresh_curve(self, label: str) -> None:
         steps, values = self.curves.curves[label].arrays()
@@ -114,10 +115,11 @@ class FrameFeed:
             for label in CURVES:
                 self._refresh_curve(label)
 
-    def curves_json(self) -> str:
+    def curves_json(self, state_step: int | None = None) -> str:
+        """The curves to save (RunCurves.to_json) with the state.json of env step `state_step`."""
         with self._lock:  # copied under the lock, serialised outside it: the compositor needs it every frame
             curves = self.curves.copy()
-        return curves.to_json()
+        return curves.to_json(state_step)
 
     def curves_data(self) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -149,9 +149,9 @@ class RunCurves:
         self.version = 0
         self.offset = 0
         """Bytes of metrics.jsonl whose rows the curves hold."""
-        self.saved_step: float | None = None
-        """After load(): the largest env step of the curves as they were saved (before the rows written after
-        that save), or of the rebuilt curves; None when empty."""
+        self.saved_state_step: float | None = None
+        """After load(): the env step of state.json when the loaded curves were saved (for a file from before
+        that was recorded, the largest step of its curves); None when unknown."""
 
     def add_row(self, step: int, row: Mapping[str, Any]) -> list[str]:
         """Add what a metrics row holds for each curve; return the titles of the curves it changed."""
@@ -182,12 +182,14 @@ class RunCurves:
         self.version += 1
         self.offset = 0
 
-    def to_json(self) -> str:
+    def to_json(self, state_step: int | None = None) -> str:
+        """`state_step`: the env step of the state.json saved with these curves (see saved_state_step)."""
         return json.dumps({"version": 1, "size": self.size, "metrics_offset": self.offset,
+                           "state_env_step": state_step,
                            "curves": {label: curve.to_dict() for label, curve in self.curves.items()}})
 
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, self.to_json())
+    def save(self, path: Path, state_step: int | None = None) -> None:
+        atomic_write_text(path, self.to_json(state_step))
 
     def load(self, path: Path, metrics_path: Path) -> None:
         """Take the curves saved at `path` and the metrics rows written after that save; without that file,
@@ -197,11 +199,13 @@ class RunCurves:
         if path.exists():
             try:
                 data = json.loads(path.read_text())
-                saved, offset = data["curves"], data.get("metrics_offset")
+                saved, offset, state_step = data["curves"], data.get("metrics_offset"), data.get("state_env_step")
                 if not isinstance(saved, dict):
                     raise ValueError("'curves' must be an object")
                 if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool) or offset < 0):
                     raise ValueError(f"bad metrics_offset {offset!r}")
+                if state_step is not None and not isinstance(state_step, int | float):
+                    raise ValueError(f"bad state_env_step {state_step!r}")
                 if offset is not None and offset > size:
                     raise ValueError(f"it has read {offset} bytes of {metrics_path.name}, which now has {size}")
                 curves = {label: RunCurve.from_dict(saved[label], self.size) if label in saved else RunCurve(self.size)
@@ -212,7 +216,10 @@ class RunCurves:
             else:
                 self.curves = curves
                 self.version += 1
-                self.saved_step = self.last_step()
+                # A file from before offsets were saved was written with state.json: its last step is that
+                # state's (no rows after it were taken in).
+                self.saved_state_step = state_step if state_step is not None or offset is not None else \
+                    self.last_step()
                 if offset is None:  # saved by a version without offsets: the rows since are not known
                     self.offset = size
                     return
@@ -226,7 +233,6 @@ class RunCurves:
         t0 = time.monotonic()
         self.reset()
         rows = self._read(metrics_path)
-        self.saved_step = self.last_step()
         log.info("rebuilt the learning curves from %d metrics rows in %.1fs", rows, time.monotonic() - t0)
 
     def _read(self, metrics_path: Path) -> int:

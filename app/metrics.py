@@ -28,7 +28,7 @@ class MetricsWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "metrics.jsonl"
         torn = _ends_mid_line(self.path)
-        self._file = self.path.open("a", buffering=1)
+        self._file = self.path.open("a", buffering=1, encoding="utf-8", newline="\n")  # offsets count bytes
         if torn:  # a kill -9 mid-row: end that line so the next row starts clean
             self._file.write("\n")
         self._file.flush()
@@ -84,6 +84,8 @@ def read_metrics_from(path: Path, offset: int = 0) -> Iterator[tuple[dict, int]]
             offset += len(line)
             if not line.endswith(b"\n"):
                 return
+            if not line.strip():  # the line end the writer adds after a torn row
+                continue
             try:
                 yield json.loads(line), offset
             except (json.JSONDecodeError, UnicodeDecodeError):

@@ -834,7 +834,8 @@ class Runner:
             self.rundir.write_state(state)
             version = self.feed.curves.version
             if version != self._curves_saved:  # unchanged curves are not written again
-                atomic_write_text(self._curves_path, self.feed.curves_json())  # a kill -9: caught up at start
+                # (a kill -9 before the next save: the rows written since are caught up at start)
+                atomic_write_text(self._curves_path, self.feed.curves_json(state["env_step"]))
                 self._curves_saved = version
 
     @property
@@ -851,12 +852,12 @@ class Runner:
             log.warning("the learning curves could not be loaded (%s: %s); they start empty", type(exc).__name__, exc)
             self.feed.reset_curves(skip_to=skip_all())
             return
-        # The curves as saved with state.json (the rows after that save may reach a little further: a kill -9
-        # resumes the counters from the last save, and the episodes played since are still shown).
-        last = self.feed.curves.saved_step
+        # Compared with the state.json the curves were saved with (their rows may reach a little further: a
+        # kill -9 resumes the counters from the last save, and the episodes played since are still shown).
+        last = self.feed.curves.saved_state_step
         if last is not None and last > self.counters.env_step:  # state.json was reset: its steps start again
-            log.warning("the learning curves reach env step %d but the run is at %d (state.json was reset?); they "
-                        "start empty", last, self.counters.env_step)
+            log.warning("the learning curves were saved at env step %d but the run is at %d (state.json was "
+                        "reset?); they start empty", last, self.counters.env_step)
             self.feed.reset_curves(skip_to=skip_all())
 
     def _save_state_quietly(self) -> None:

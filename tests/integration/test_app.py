@@ -202,7 +202,9 @@ def test_sigterm_shuts_down_cleanly_and_a_second_run_resumes(live, tmp_path) -> 
 
 
 def test_incompatible_config_on_resume_names_the_keys(live) -> None:
-    logdir = live.logdir  # made by the default config, stopped by the test above
+    logdir = live.logdir  # made by the default config, stopped by the test above (or here, when run alone)
+    wait_for(lambda: (logdir / "config.yaml").exists(), "the run's config")
+    live.stop(signal.SIGTERM)
     out = subprocess.run([DREAMSTREAM, "train", "--logdir", str(logdir), "--env.image_size", "32"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2

@@ -290,6 +290,8 @@ def test_learning_curves_survive_a_restart(open_runner) -> None:
     killed = Runner(r.cfg, r.rundir, mode="train")
     assert killed.counters.env_step == 30 and killed.feed.curves_data() == r.feed.curves_data()
     assert killed.feed.curves_data()["episode score"]["count"] == 35
+    killed.save_state()  # a short session that saves before its env step passes 35 keeps them too
+    assert Runner(r.cfg, r.rundir, mode="train").feed.curves_data() == r.feed.curves_data()
 
     # state.json reset by hand (its counters start again): curves that reach further would be drawn wrongly,
     # and the old rows are not taken in again at the next start.

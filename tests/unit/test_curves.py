@@ -106,12 +106,13 @@ def test_rows_written_after_the_last_save_are_caught_up_at_load(tmp_path, caplog
     for step in range(1, 301):
         writer.write(step, {"episode/score": float(step % 5), "fps/env": 30.0})
         if step == 200:
-            live.save(tmp_path / "curves.json")  # the last save before the kill
+            live.save(tmp_path / "curves.json", state_step=200)  # the last save before the kill
     writer.close()
     resumed = RunCurves(64)
     resumed.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
     assert resumed.as_lists() == live.as_lists() and resumed.offset == live.offset
-    assert resumed.saved_step <= 200 < resumed.last_step() and "took 100 metrics rows written after their last save" in caplog.text
+    assert resumed.saved_state_step == 200 < resumed.last_step()
+    assert "took 100 metrics rows written after their last save" in caplog.text
     again = RunCurves(64)  # saved after the catch-up: nothing is taken twice
     resumed.save(tmp_path / "curves.json")
     again.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
@@ -134,9 +135,10 @@ def test_a_metrics_file_shorter_than_the_curves_read_is_rebuilt_and_an_old_curve
     assert "which now has" in caplog.text and curves.as_lists()["eval score"]["values"] == [1.0, 2.0]
     # A curves file from before offsets were saved: taken as it is, and reading goes on from the end.
     data = json.loads(saved.to_json())
-    del data["metrics_offset"]
+    del data["metrics_offset"], data["state_env_step"]
     (tmp_path / "curves.json").write_text(json.dumps(data))
     old = RunCurves(64)
     old.load(tmp_path / "curves.json", tmp_path / "metrics.jsonl")
     assert old.as_lists()["eval score"]["values"] == [9.0]
+    assert old.saved_state_step == 9  # it was saved with state.json: its last step was that state's
     assert old.offset == (tmp_path / "metrics.jsonl").stat().st_size
