@@ -2,7 +2,7 @@
 state, slow critic, return normaliser) as an update would, and checkpoints after every such step, forever.
 (No real train step: its compile would only slow the test; the checkpoint sees the same tree.)
 
-After each completed save it records the sum of its whole train state in `sums.json` (atomically),
+Before each save it records the sum of its whole train state in `sums.json` (atomically),
 so the test can check that whatever checkpoint survives a kill -9 holds exactly what was saved.
 """
 
@@ -43,11 +43,13 @@ def main() -> None:
     sums: dict[str, float] = {}
     for update in range(1, 10**6):
         state = step_fn(state)
-        ck.save(update, state, {"updates": update, "env_step": update * 10})
+        # Recorded before the save: a kill between a finished save and this record would leave a complete
+        # checkpoint the test knows nothing of.
         sums[str(update)] = checksum(state)
         tmp = out / "sums.json.tmp"
         tmp.write_text(json.dumps(sums))
         os.replace(tmp, out / "sums.json")
+        ck.save(update, state, {"updates": update, "env_step": update * 10})
         print(update, flush=True)
 
 
