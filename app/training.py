@@ -141,8 +141,14 @@ class Training:
         self.replay.load()
         t = self.cfg.trainer
         self.compile_s = self.agent.compile(t.batch_size, t.batch_length)
-        log.info("compiled the train and policy steps in %.1fs (cached for the next start in %s)",
-                 self.compile_s, compile_cache_dir(self.cfg, self.run_root))
+        from trainer.distributed import is_primary
+
+        if is_primary():
+            log.info("compiled the train and policy steps in %.1fs (cached for the next start in %s)",
+                     self.compile_s, compile_cache_dir(self.cfg, self.run_root))
+        else:  # jax writes its persistent cache from process 0 only (to spare shared filesystems)
+            log.info("compiled the train and policy steps in %.1fs (not cached: JAX's compile cache is written by "
+                     "process 0 only, so this process compiles again at every start)", self.compile_s)
 
     def _restore(self) -> tuple[int, Any, dict[str, int]] | None:
         """The newest good checkpoint; across processes, process 0's, sent to every process."""
