@@ -130,6 +130,28 @@ def test_show_switches_the_program_scene(obs, ctl, cfg) -> None:
         ctl.show("intermission")
 
 
+def test_the_apps_rollback_card_shows_for_its_time_then_live_again(obs, cfg) -> None:
+    """ObsMode (the app's OBS component) against the real OBS: a rollback asks for the Rollback card for a while,
+    then the Live scene comes back by itself."""
+    from app.obs_mode import ObsMode
+
+    mode = ObsMode(cfg, cfg.game_url)
+    mode.controller.connect()
+    try:
+        mode.controller.ensure_scenes()
+        mode.show("live")
+        mode.card("rollback", 1.5)  # what Runner.rollback asks for (from the scheduler's thread)
+        mode.step_scene(lambda: True)
+        assert ask(obs, "GetCurrentProgramScene")["currentProgramSceneName"] == "Rollback"
+        mode.step_scene(lambda: True)  # still its time: it stays
+        assert ask(obs, "GetCurrentProgramScene")["currentProgramSceneName"] == "Rollback"
+        time.sleep(1.6)
+        mode.step_scene(lambda: True)
+        assert ask(obs, "GetCurrentProgramScene")["currentProgramSceneName"] == "Live" and mode.scene == "live"
+    finally:
+        mode.controller.close()
+
+
 def test_set_hud_creates_and_updates_text_sources(obs, ctl) -> None:
     ctl.set_hud({"step": "step 1,000", "return": "return 2.5"})
     ctl.set_hud({"step": "step 2,000"})
