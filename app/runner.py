@@ -13,6 +13,7 @@ import gc
 import logging
 import math
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -135,6 +136,8 @@ class Runner:
         self._curves_saved = -1
         """RunCurves.version last written to metrics/curves.json."""
         self.notice = ""
+        self.disk: dict[str, Any] = {}
+        """The run dir's disk: free_gb, total_gb, low (below storage.min_free_gb); see check_disk."""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
         self._chat_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -211,6 +214,10 @@ class Runner:
             scheduler.start()
             self._scheduler = scheduler
             self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
+            try:  # at once, not only at the first prune job a minute later
+                self.check_disk()
+            except OSError as exc:
+                log.warning("cannot measure the free disk space of %s: %s", self.rundir.root, exc)
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
             while not self.stop_event.wait(0.25):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -248,10 +255,32 @@ class Runner:
             log.exception("shutdown: closing the %s failed; going on with the rest", what)
 
     def prune_disk(self) -> None:
-        """Scheduler job: keep stream recordings (ours and the local server's) within their size budget."""
+        """Scheduler job: keep stream recordings (ours and the local server's) within their size budget, and
+        check the free space of the run dir's disk."""
         keep_mb = self.cfg.stream.keep_recordings_mb
         prune_recordings(self.rundir.recordings_dir, keep_mb)
         prune_recordings(self.rundir.rtmp_dir / "rec", keep_mb, pattern="*.flv")
+        self.check_disk()
+
+    def check_disk(self) -> dict[str, Any]:
+        """Measure the run dir's disk; warn once (log and event) when its free space falls below
+        storage.min_free_gb, and say so once it is back. Returns (and keeps for the status) what it measured."""
+        usage = shutil.disk_usage(self.rundir.root)
+        free_gb, limit = usage.free / 1e9, self.cfg.storage.min_free_gb
+        low = free_gb < limit
+        was_low = self.disk.get("low", False)
+        self.disk = {"free_gb": round(free_gb, 1), "total_gb": round(usage.total / 1e9, 1), "low": low}
+        if low and not was_low:
+            message = (f"only {free_gb:.1f} GB free on the disk of {self.rundir.root} (storage.min_free_gb = "
+                       f"{limit:g}): checkpoints, replay chunks and recordings will soon fail to be written; free "
+                       "space, or lower stream.keep_recordings_mb")
+            log.warning("%s", message)
+            self._record_event("disk_low", message)
+        elif was_low and not low:
+            message = f"{free_gb:.1f} GB free on the disk of {self.rundir.root} again"
+            log.info("%s", message)
+            self._record_event("disk_ok", message)
+        return self.disk
 
     def _open(self) -> None:
         """Open storage, the dashboard and the stream, and build (not yet compile) the agent."""
@@ -794,6 +823,7 @@ class Runner:
             "obs": self.obs.stats if self.obs is not None else {},
             "chat": self._chat_status(),
             "notice": self.notice,
+            "disk": self.disk,
             "hls_preview": bool(self.broadcaster is not None and self.cfg.stream.hls
                                 and (self.rundir.hls_dir / "index.m3u8").exists()),
             "stopping": self.stop_event.is_set(),

@@ -146,3 +146,6 @@ class StorageConfig:
     """SQLite file for runs and match history, relative to the run dir unless absolute."""
     metrics_tensorboard: bool = True
     """Also write metrics as TensorBoard event files (metrics.jsonl is always written)."""
+    min_free_gb: Annotated[float, Interval(ge=0)] = 5.0
+    """Warn (log, event, dashboard) when the run dir's disk has less free space than this, checked every minute:
+    checkpoints, replay chunks and recordings would soon fail to be written (0: never warn)."""

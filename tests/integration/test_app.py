@@ -5,6 +5,7 @@ shuts it down and resumes the run, and the next one resumes it with an incompati
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -120,6 +121,8 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
                 f"() => parseInt(document.querySelector('#counters td[data-key=\"env_steps\"]')"
                 f".textContent.replace(/,/g, '')) > {first}")
             assert page.locator("#components").inner_text().count("running") == 6  # + the dreamer and chat
+            disk = page.locator('#counters td[data-key="disk free"]').inner_text()
+            assert re.fullmatch(r"[\d.,]+ of [\d.,]+ GB( \(low!\))?", disk), disk
             # The preview plays the encoded HLS stream itself: the video advances.
             page.wait_for_function("() => { const v = document.getElementById('stream-video');"
                                    " return !v.hidden && v.readyState >= 2 && v.currentTime > 1; }")

@@ -305,3 +305,19 @@ def test_learning_curves_survive_a_restart(open_runner) -> None:
     (r.rundir.metrics_dir / "curves.json").write_text('{"curves": {"Elo": {"per_point": 1, "points": [[1, NaN]], '
                                                       '"pending": []}}}')
     assert Runner(r.cfg, r.rundir, mode="train").feed.curves_data()["Elo"]["values"] == []
+
+
+def test_low_disk_space_is_warned_once_and_its_end_is_told(open_runner, caplog) -> None:
+    """Measured on the real disk of the run dir; a threshold above any disk's size makes it 'low'."""
+    import dataclasses
+
+    r = open_runner(["tiny", "catch"], [("storage.min_free_gb", 1e9)])
+    disk = r.check_disk()
+    assert disk["low"] and 0 <= disk["free_gb"] <= disk["total_gb"] and r.status()["disk"] == disk
+    r.prune_disk()  # the minute's job checks again: still low, no second warning
+    assert caplog.text.count("GB free on the disk of") == 1 and "storage.min_free_gb = 1e+09" in caplog.text
+    r.cfg = dataclasses.replace(r.cfg, storage=dataclasses.replace(r.cfg.storage, min_free_gb=0.0))
+    assert not r.check_disk()["low"]
+    with sqlite3.connect(r.rundir.database_path(r.cfg.storage.database)) as db:
+        kinds = [k for (k,) in db.execute("select kind from events where kind like 'disk%' order by id")]
+    assert kinds == ["disk_low", "disk_ok"]
