@@ -162,9 +162,7 @@ class Learner:
             if "latent/deter" in fetched:  # replay context: later sequences start from these latents
                 self._write_latents(positions, fetched.pop("latent/deter"), fetched.pop("latent/stoch"))
             host = {k: float(v) for k, v in fetched.items()}
-            self.last_update_s = time.monotonic() - t0
-            self.update_s_ema = self.last_update_s if self.update_s_ema is None else \
-                0.9 * self.update_s_ema + 0.1 * self.last_update_s
+            self.observe_update_time(time.monotonic() - t0)
             if not lowered:  # XLA's compute threads exist once a step has run
                 lowered = True
                 log.debug("lowered the CPU priority of %d learner threads", lower_compute_priority())
@@ -178,6 +176,15 @@ class Learner:
                 host["replay/write_errors"] = float(self.replay.write_errors)
                 host["train/s_per_update"] = self.last_update_s
                 on_metrics(self.updates, host)
+
+    def observe_update_time(self, seconds: float) -> None:
+        """Fold one update's wall time into `update_s_ema`, which paces the actor. An update far slower than
+        usual (the process was suspended, a disk stall, a long GC pause) counts as at most 4x the average, so it
+        moves the average by at most 30 %: taken whole, one 60 s outlier would slow the game for minutes, as
+        the slowed actor then also holds back the updates that would bring the average down again."""
+        self.last_update_s = seconds
+        ema = self.update_s_ema
+        self.update_s_ema = seconds if ema is None else 0.9 * ema + 0.1 * min(seconds, 4 * ema)
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         if metrics.get("opt/finite", 1.0) < 1.0:

@@ -49,6 +49,20 @@ def test_pace_follows_the_measured_update_time(training) -> None:
     assert t.pace_s() == pytest.approx(2.0 * c.run.train_ratio / (c.trainer.batch_size * c.trainer.batch_length))
 
 
+def test_one_very_slow_update_barely_slows_the_actor(training) -> None:
+    t, _ = training
+    learner = t.learner
+    learner.update_s_ema = None
+    for _ in range(20):
+        learner.observe_update_time(1.0)
+    assert learner.update_s_ema == pytest.approx(1.0)
+    learner.observe_update_time(60.0)  # e.g. the process was suspended for a minute mid-update
+    assert learner.last_update_s == 60.0 and learner.update_s_ema == pytest.approx(1.3)
+    for _ in range(10):  # while updates that really are slower still raise the pace's average quickly
+        learner.observe_update_time(3.0)
+    assert learner.update_s_ema > 2.3
+
+
 def test_checkpoint_step_names_its_state(training) -> None:
     t, _ = training
     t.learner.updates = 7
