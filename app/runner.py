@@ -193,6 +193,8 @@ class Runner:
         scheduler = None
         try:
             self._open()
+            self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
+            self.check_disk()  # before the compile and the first saves, which a full disk would make fail
             self.supervisor.start()
             self.notice = "restoring and compiling the agent..." if self.cfg.trainer.agent != "random" else ""
             self.training.open()
@@ -213,11 +215,6 @@ class Runner:
                                                      prune_disk=self.prune_disk))
             scheduler.start()
             self._scheduler = scheduler
-            self._record_event("session_started", f"session {self.counters.sessions}, dreamstream {__version__}")
-            try:  # at once, not only at the first prune job a minute later
-                self.check_disk()
-            except OSError as exc:
-                log.warning("cannot measure the free disk space of %s: %s", self.rundir.root, exc)
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
             while not self.stop_event.wait(0.25):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -258,17 +255,28 @@ class Runner:
         """Scheduler job: keep stream recordings (ours and the local server's) within their size budget, and
         check the free space of the run dir's disk."""
         keep_mb = self.cfg.stream.keep_recordings_mb
-        prune_recordings(self.rundir.recordings_dir, keep_mb)
-        prune_recordings(self.rundir.rtmp_dir / "rec", keep_mb, pattern="*.flv")
+        for folder, pattern in ((self.rundir.recordings_dir, "stream-*.flv"), (self.rundir.rtmp_dir / "rec", "*.flv")):
+            try:  # (a file ffmpeg or nginx removes meanwhile)
+                prune_recordings(folder, keep_mb, pattern=pattern)
+            except OSError as exc:
+                log.warning("could not prune the recordings in %s: %s", folder, exc)
         self.check_disk()
 
     def check_disk(self) -> dict[str, Any]:
         """Measure the run dir's disk; warn once (log and event) when its free space falls below
-        storage.min_free_gb, and say so once it is back. Returns (and keeps for the status) what it measured."""
-        usage = shutil.disk_usage(self.rundir.root)
+        storage.min_free_gb, and say so once it is back above it by a margin (10 %, at least 1 GB: recordings
+        and their pruning move it up and down every minute). Returns (and keeps for the status) what it
+        measured; a failed measurement is logged once and leaves no figure."""
+        try:
+            usage = shutil.disk_usage(self.rundir.root)
+        except OSError as exc:
+            if "error" not in self.disk:
+                log.warning("cannot measure the free disk space of %s: %s", self.rundir.root, exc)
+            self.disk = {"error": str(exc), "low": self.disk.get("low", False)}
+            return self.disk
         free_gb, limit = usage.free / 1e9, self.cfg.storage.min_free_gb
-        low = free_gb < limit
         was_low = self.disk.get("low", False)
+        low = free_gb < (limit + max(1.0, 0.1 * limit) if was_low and limit > 0 else limit)
         self.disk = {"free_gb": round(free_gb, 1), "total_gb": round(usage.total / 1e9, 1), "low": low}
         if low and not was_low:
             message = (f"only {free_gb:.1f} GB free on the disk of {self.rundir.root} (storage.min_free_gb = "

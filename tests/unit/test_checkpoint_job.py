@@ -316,6 +316,10 @@ def test_low_disk_space_is_warned_once_and_its_end_is_told(open_runner, caplog) 
     assert disk["low"] and 0 <= disk["free_gb"] <= disk["total_gb"] and r.status()["disk"] == disk
     r.prune_disk()  # the minute's job checks again: still low, no second warning
     assert caplog.text.count("GB free on the disk of") == 1 and "storage.min_free_gb = 1e+09" in caplog.text
+    free = disk["free_gb"]
+    # Back above the threshold only with a margin (recordings move the free space up and down every minute).
+    r.cfg = dataclasses.replace(r.cfg, storage=dataclasses.replace(r.cfg.storage, min_free_gb=free - 0.5))
+    assert r.check_disk()["low"]
     r.cfg = dataclasses.replace(r.cfg, storage=dataclasses.replace(r.cfg.storage, min_free_gb=0.0))
     assert not r.check_disk()["low"]
     with sqlite3.connect(r.rundir.database_path(r.cfg.storage.database)) as db:
