@@ -307,16 +307,18 @@ class Training:
         the actor gets its parameters, replay and counters stay. Return the step restored."""
         if not self.is_learning:
             raise TrainerError("the random agent does not learn: there is nothing to roll back")
-        if self.agent.multiprocess or self.checkpointer is None:
-            raise TrainerError("rollback of a training that spans several processes is not supported: stop "
-                               "the run, then resume it (each process restores the newest checkpoint)")
+        if self.checkpointer is None:  # across processes, process 0 keeps the checkpoints and rolls back for all
+            raise TrainerError("only process 0 of a multi-process training keeps checkpoints and rolls back; "
+                               "ask its dashboard")
         candidates = [s for s, _ in self.checkpointer.ranked()] if step is None else [step]
         if not candidates:
             raise TrainerError("no checkpoint has a score yet: there is nothing to roll back to")
         if step is not None and step not in self.checkpointer.steps():
             raise TrainerError(f"there is no checkpoint {step}; kept: {self.checkpointer.steps()}")
+        # Across processes as host arrays: process 0 reads the checkpoint alone, then sends it to every process.
+        template = self.agent.host_state() if self.agent.multiprocess else self.agent.state
         with self._save_lock:
-            restored = self.checkpointer.restore(self.agent.state, {"updates": 0, "env_step": 0}, steps=candidates)
+            restored = self.checkpointer.restore(template, {"updates": 0, "env_step": 0}, steps=candidates)
         if restored is None:
             raise TrainerError(f"checkpoint(s) {candidates} could not be read: nothing was changed")
         restored_step, state, _ = restored
@@ -339,6 +341,10 @@ class Training:
                 log.warning("checkpoint %d is the best one and stays; a restart before the next checkpoint "
                             "resumes from it, not from the rollback to %d", step, restored_step)
                 return
+            if self.agent.multiprocess:
+                import jax
+
+                state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
             try:
                 if exists:
                     self.checkpointer.delete(step)

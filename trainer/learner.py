@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from trainer.agent import DreamerAgent
+from trainer.errors import TrainerError
 from trainer.replay import Replay
 
 __all__ = ["Learner", "lower_compute_priority"]
@@ -74,6 +75,11 @@ class Learner:
         self.paused = threading.Event()
         """Set: no updates until it is cleared (the actor plays on; an operator's pause)."""
         self._lock = threading.Lock()
+        # Across processes, a state to adopt everywhere (a rollback in process 0): see load_state.
+        self._adopt_lock = threading.Lock()
+        self._adopt: Any = None
+        self._adopt_sent = False
+        self._adopted = threading.Event()
 
     @property
     def replayed_steps(self) -> int:
@@ -87,22 +93,37 @@ class Learner:
         """True when one more update would replay more than train_ratio x env steps."""
         return self.replayed_steps + self.batch_size * self.batch_length > self.train_ratio * self.env_steps()
 
-    def _agree(self, stopping: bool, ready: bool) -> tuple[bool, bool]:
-        """Return (stop, train now) as all processes decide it together.
+    def _agree(self, stopping: bool, ready: bool, adopt: bool = False) -> tuple[bool, bool, bool]:
+        """Return (stop, train now, adopt process 0's state) as all processes decide it together.
 
         Across processes every update is a collective, so they must take the same decisions in the same
-        order: each round, one all-gather of every process's flags; any stop stops all, all must be ready.
+        order: each round, one all-gather of every process's flags; any stop stops all, all must be ready, and
+        a state to adopt (a rollback in process 0) is taken by all in that round.
         """
         if not self.multiprocess:
-            return stopping, ready
+            return stopping, ready, False
         from jax.experimental import multihost_utils
 
-        flags = np.asarray(multihost_utils.process_allgather(np.array([stopping, ready], np.int32)))
-        flags = flags.reshape(-1, 2)
+        flags = np.asarray(multihost_utils.process_allgather(np.array([stopping, ready, adopt], np.int32)))
+        flags = flags.reshape(-1, 3)
         if flags[:, 0].any() and not stopping:
             log.warning("another training process stopped; this one stops learning too")
             self.peer_stopped = True
-        return bool(flags[:, 0].any()), bool(flags[:, 1].all())
+        return bool(flags[:, 0].any()), bool(flags[:, 1].all()), bool(flags[:, 2].any())
+
+    def _take_adopted(self) -> None:
+        """Every process, in the same round: take process 0's state to adopt (see load_state)."""
+        from trainer.distributed import broadcast_from_primary, is_primary
+
+        with self._adopt_lock:
+            mine = self._adopt if is_primary() else None
+        state = broadcast_from_primary(mine if mine is not None else self.agent.host_state())
+        with self._lock:
+            self.agent.load_state(state)
+        with self._adopt_lock:
+            self._adopt, self._adopt_sent = None, False
+        self._adopted.set()
+        log.info("took the train state of process 0 (a rollback)")
 
     def _write_latents(self, positions: list[tuple[int, int]], deter: np.ndarray, stoch: np.ndarray) -> None:
         if self.multiprocess:  # the latents of the whole batch: this process's rows are its own sequences
@@ -118,11 +139,30 @@ class Learner:
         with self._lock:
             return self.updates, self.agent.state
 
-    def load_state(self, state: Any) -> None:
+    def load_state(self, state: Any, timeout_s: float = 120.0) -> None:
         """Adopt another train state between two updates (a rollback); the update count goes on, so later
-        checkpoints still get new steps."""
-        with self._lock:
-            self.agent.load_state(state)
+        checkpoints still get new steps.
+
+        Across processes (call it in process 0, with host arrays): every process adopts `state` in the same
+        round of its learner loop, which must be running (paused is fine); this waits for that, and raises
+        TrainerError with nothing changed when the round does not come within `timeout_s`.
+        """
+        if not self.multiprocess:
+            with self._lock:
+                self.agent.load_state(state)
+            return
+        with self._adopt_lock:
+            self._adopted.clear()
+            self._adopt, self._adopt_sent = jax.device_get(state), False
+        if self._adopted.wait(timeout_s):
+            return
+        with self._adopt_lock:
+            if not self._adopt_sent:  # never asked for: withdrawn
+                self._adopt = None
+                raise TrainerError(f"the training processes did not reach a point to take the rolled-back state "
+                                   f"within {timeout_s:g} s (is the learner running?); nothing was changed")
+        if not self._adopted.wait(timeout_s):  # asked for in a round already: it is being taken
+            raise TrainerError("the training processes did not confirm taking the rolled-back state")
 
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
         """Train until `stop`; after the session's first update, then every `metrics_every` updates, pass host
@@ -139,7 +179,13 @@ class Learner:
                 waiting, pause = "waiting for env steps", 0.05
             else:
                 waiting, pause = "", 0.0
-            stopping, go = self._agree(stop.is_set(), not waiting)
+            with self._adopt_lock:
+                adopt = self._adopt is not None
+                self._adopt_sent = self._adopt_sent or adopt
+            stopping, go, adopt = self._agree(stop.is_set(), not waiting, adopt)
+            if adopt:  # before any stop: process 0 waits for it
+                self._take_adopted()
+                continue
             if stopping:
                 break
             if not go:

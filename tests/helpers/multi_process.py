@@ -4,7 +4,7 @@ split over two processes.
 `single OUT_DIR` (run it with 2 forced host devices): in one process, the agent on one device, then data-parallel
 over both, each on the whole batch; saves `one.npy` and `two.npy`.
 `multi OUT PROCESS_ID NUM_PROCESSES PORT`: one of NUM_PROCESSES processes joined by jax.distributed, each feeding
-its share of the same batch; saves OUT.
+its share of the same batch; saves OUT; then process 0 rolls every process back to a state only it has.
 Parameters are saved flattened after three updates on the same batch; the last line printed is JSON with the
 process and device counts, the last loss, and (multi) process 0's value after a broadcast.
 """
@@ -29,7 +29,7 @@ def random_batch() -> dict[str, np.ndarray]:
             "is_terminal": np.zeros((4, 8), bool)}
 
 
-def three_updates(out: Path, **overrides) -> dict:
+def three_updates(out: Path, keep: bool = False, **overrides):
     """Build the tiny agent, take three updates on this process's share of the batch, save its parameters."""
     import jax
 
@@ -51,8 +51,11 @@ def three_updates(out: Path, **overrides) -> dict:
         info["all_reduce"] = "all-reduce" in program.as_text()
     host = agent.host_state()
     np.save(out, np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(host.params)]))
+    info["loss"] = float(jax.device_get(metrics["loss/total"]))
+    if keep:  # (the caller closes it)
+        return info, agent
     agent.close()
-    return {**info, "loss": float(jax.device_get(metrics["loss/total"]))}
+    return info
 
 
 def main() -> None:
@@ -74,11 +77,43 @@ def main() -> None:
 
     from trainer.distributed import broadcast_from_primary
 
-    run = three_updates(out)
+    run, agent = three_updates(out, keep=True)
     # Process 0's values reach every process (what a restored checkpoint does across processes).
     mine = np.float64(jax.process_index() + 1)
+    broadcast = float(broadcast_from_primary(mine))
     print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(), **run,
-                      "broadcast": float(broadcast_from_primary(mine))}))
+                      "broadcast": broadcast, "rollback": rollback(agent)}))
+    agent.close()
+
+
+def rollback(agent) -> dict:
+    """A rollback across processes: process 0's learner is given a state (here: its parameters + 1) while every
+    process's learner loop runs, waiting for data; every process must take it in the same round."""
+    import threading
+
+    import jax
+
+    from trainer.learner import Learner
+    from trainer.replay import Replay, step_spec
+
+    replay = Replay(step_spec((16, 16, 3)), capacity=256, length=8, chunk_steps=64, seed=0)  # empty: never ready
+    learner = Learner(agent, replay, train_ratio=1.0, env_steps=lambda: 0)
+    stop = threading.Event()
+    loop = threading.Thread(target=learner.run, args=(stop, lambda *_: None))
+    loop.start()
+    checksum = lambda: float(sum(np.asarray(x, np.float64).sum() for x in jax.tree.leaves(agent.host_state().params)))
+    before = checksum()
+    target = jax.tree.map(np.asarray, agent.host_state())
+    target = target._replace(params=jax.tree.map(lambda x: x + 1, target.params))
+    if jax.process_index() == 0:
+        learner.load_state(target, timeout_s=120)  # returns once every process has taken it
+    else:
+        learner._adopted.wait(120)
+    stop.set()
+    loop.join(120)
+    replay.close()
+    return {"before": before, "after": checksum(), "shift": float(sum(x.size for x in jax.tree.leaves(target.params))),
+            "loop_ended": not loop.is_alive()}
 
 
 if __name__ == "__main__":

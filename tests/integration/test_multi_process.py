@@ -48,6 +48,9 @@ def test_two_devices_and_two_processes_give_the_one_device_update(tmp_path) -> N
         assert r["processes"] == 2 and r["devices"] == 2 and r["local_batch"] == 2 and r["mesh_devices"] == 2
         assert r["loss"] == pytest.approx(one["loss"], rel=1e-4)
         assert r["broadcast"] == 1.0  # process 0's value, in both
+        # A rollback in process 0 (its state: parameters + 1) is taken by every process's learner loop.
+        back = r["rollback"]
+        assert back["after"] == pytest.approx(back["before"] + back["shift"], rel=1e-9) and back["loop_ended"]
     p0, p1 = (np.load(tmp_path / f"p{i}.npy") for i in range(2))
     np.testing.assert_array_equal(p0, p1)  # the same parameters in every process
     np.testing.assert_allclose(p0, p_one, rtol=1e-4, atol=1e-7)
