@@ -80,6 +80,8 @@ class Learner:
         self._adopt: Any = None
         self._adopt_sent = False
         self._adopted = threading.Event()
+        self._adopt_failed = False
+        """Set when this process could not take an adopted state: it stops, so all stop (and resume alike)."""
 
     @property
     def replayed_steps(self) -> int:
@@ -111,6 +113,11 @@ class Learner:
             self.peer_stopped = True
         return bool(flags[:, 0].any()), bool(flags[:, 1].all()), bool(flags[:, 2].any())
 
+    def _check_taken(self) -> None:
+        if self._adopt_failed:
+            raise TrainerError("process 0 could not take the rolled-back state; the training stops (re-run the "
+                               "same commands to resume every process from the last checkpoint)")
+
     def _take_adopted(self) -> None:
         """Every process, in the same round: take process 0's state to adopt (see load_state)."""
         from trainer.distributed import broadcast_from_primary, is_primary
@@ -118,12 +125,20 @@ class Learner:
         with self._adopt_lock:
             mine = self._adopt if is_primary() else None
         state = broadcast_from_primary(mine if mine is not None else self.agent.host_state())
-        with self._lock:
-            self.agent.load_state(state)
+        try:
+            with self._lock:
+                self.agent.load_state(state)
+        except Exception:
+            # The processes' parameters would differ from here on: this one stops, so all stop, and a restart
+            # resumes every process from process 0's checkpoint.
+            log.exception("could not take the train state of process 0 (a rollback); stopping the training")
+            self._adopt_failed = True
+            self.peer_stopped = True  # the run stops as when another process stops (its learner must not restart)
+        else:
+            log.info("took the train state of process 0 (a rollback)")
         with self._adopt_lock:
-            self._adopt, self._adopt_sent = None, False
+            self._adopt = None
         self._adopted.set()
-        log.info("took the train state of process 0 (a rollback)")
 
     def _write_latents(self, positions: list[tuple[int, int]], deter: np.ndarray, stoch: np.ndarray) -> None:
         if self.multiprocess:  # the latents of the whole batch: this process's rows are its own sequences
@@ -151,18 +166,27 @@ class Learner:
             with self._lock:
                 self.agent.load_state(state)
             return
+        from trainer.distributed import is_primary
+
+        if not is_primary():
+            raise TrainerError("across processes only process 0 gives a state to adopt (it keeps the checkpoints)")
+        timeout_s = max(timeout_s, 10 * (self.update_s_ema or 0.0))  # a round may wait for one update
         with self._adopt_lock:
             self._adopted.clear()
             self._adopt, self._adopt_sent = jax.device_get(state), False
         if self._adopted.wait(timeout_s):
-            return
+            return self._check_taken()
         with self._adopt_lock:
+            if self._adopted.is_set():  # taken just now
+                return self._check_taken()
             if not self._adopt_sent:  # never asked for: withdrawn
                 self._adopt = None
                 raise TrainerError(f"the training processes did not reach a point to take the rolled-back state "
                                    f"within {timeout_s:g} s (is the learner running?); nothing was changed")
         if not self._adopted.wait(timeout_s):  # asked for in a round already: it is being taken
-            raise TrainerError("the training processes did not confirm taking the rolled-back state")
+            raise TrainerError("the training processes did not confirm taking the rolled-back state in time; they "
+                               "may still take it")
+        self._check_taken()
 
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
         """Train until `stop`; after the session's first update, then every `metrics_every` updates, pass host
@@ -182,7 +206,7 @@ class Learner:
             with self._adopt_lock:
                 adopt = self._adopt is not None
                 self._adopt_sent = self._adopt_sent or adopt
-            stopping, go, adopt = self._agree(stop.is_set(), not waiting, adopt)
+            stopping, go, adopt = self._agree(stop.is_set() or self._adopt_failed, not waiting, adopt)
             if adopt:  # before any stop: process 0 waits for it
                 self._take_adopted()
                 continue

@@ -98,17 +98,17 @@ def rollback(agent) -> dict:
 
     replay = Replay(step_spec((16, 16, 3)), capacity=256, length=8, chunk_steps=64, seed=0)  # empty: never ready
     learner = Learner(agent, replay, train_ratio=1.0, env_steps=lambda: 0)
-    stop = threading.Event()
-    loop = threading.Thread(target=learner.run, args=(stop, lambda *_: None))
-    loop.start()
     checksum = lambda: float(sum(np.asarray(x, np.float64).sum() for x in jax.tree.leaves(agent.host_state().params)))
     before = checksum()
     target = jax.tree.map(np.asarray, agent.host_state())
     target = target._replace(params=jax.tree.map(lambda x: x + 1, target.params))
+    stop = threading.Event()
+    loop = threading.Thread(target=learner.run, args=(stop, lambda *_: None))
+    loop.start()
     if jax.process_index() == 0:
         learner.load_state(target, timeout_s=120)  # returns once every process has taken it
     else:
-        learner._adopted.wait(120)
+        assert learner._adopted.wait(120), "process 0's state never came"
     stop.set()
     loop.join(120)
     replay.close()
