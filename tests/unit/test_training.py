@@ -63,6 +63,39 @@ def test_one_very_slow_update_barely_slows_the_actor(training) -> None:
     assert learner.update_s_ema > 2.3
 
 
+def test_a_state_to_adopt_across_processes_is_taken_by_the_loop_or_withdrawn(training, monkeypatch) -> None:
+    """The multi-process rollback's hand-over (one process here: the all-gather of flags is the identity)."""
+    import threading
+
+    import jax
+
+    from trainer.errors import TrainerError
+
+    t, steps = training
+    learner = t.learner
+    steps["n"] = 0  # the loop only waits for data: rounds without updates
+    monkeypatch.setattr(learner, "multiprocess", True)
+    monkeypatch.setattr(learner, "_agree", lambda stopping, ready, adopt=False: (stopping, ready, adopt))
+    state = jax.device_get(t.agent.state)
+    shifted = state._replace(params=jax.tree.map(lambda x: x + 1, state.params))
+    with pytest.raises(TrainerError, match="nothing was changed"):  # no loop runs to take it
+        learner.load_state(shifted, timeout_s=0.3)
+    assert learner._adopt is None  # withdrawn: a loop started later does not take it
+    stop = threading.Event()
+    loop = threading.Thread(target=learner.run, args=(stop, lambda *_: None))
+    loop.start()
+    try:
+        learner.load_state(shifted, timeout_s=30)
+        after = jax.device_get(t.agent.state.params)
+        assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), after, shifted.params)))
+    finally:
+        stop.set()
+        loop.join(30)
+        learner.multiprocess = False
+        t.agent.load_state(state)
+    assert not loop.is_alive()
+
+
 def test_checkpoint_step_names_its_state(training) -> None:
     t, _ = training
     t.learner.updates = 7
