@@ -71,7 +71,8 @@ class Learner:
         self.update_s_ema: float | None = None
         """Smoothed seconds per update (None before the first), for pacing the actor."""
         self.nonfinite = 0
-        self.state = "waiting for data"
+        # (across processes the first round waits for every process to reach its loop, e.g. to finish compiling)
+        self.state = "waiting for the other processes" if self.multiprocess else "waiting for data"
         self.paused = threading.Event()
         """Set: no updates until it is cleared (the actor plays on; an operator's pause)."""
         self._lock = threading.Lock()
