@@ -101,12 +101,6 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def read_metrics(path: Path) -> Iterator[dict[str, float]]:
-    """Yield the rows of a metrics.jsonl file, skipping a torn last line."""
-    if not path.exists():
-        return
-    with path.open() as fh:
-        for line in fh:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("skipping a torn line in %s", path)
+    """Yield the rows of a metrics.jsonl file (none when it is missing), skipping a torn last line."""
+    if path.exists():
+        yield from (row for row, _ in read_metrics_from(path))
