@@ -35,6 +35,8 @@ MAX_USERS = 50_000
 """Viewers remembered for cooldowns and votes; the least recently seen are forgotten beyond this."""
 _LOGIN = re.compile(r"[^a-z0-9_]")
 _SPACE = re.compile(r"\s+")
+_MENTION = re.compile(r"@\S+ ")
+"""A leading mention: Twitch's reply button starts the text with "@login " (twitchio's commands strip it too)."""
 _NUMBER = re.compile(r"[0-9]{1,4}")
 """ASCII digits only: str.isdigit() also accepts characters int() rejects (e.g. U+2776)."""
 
@@ -136,7 +138,8 @@ class ChatCore:
         self.stats = stats
         self.poll: _Poll | None = None
         self._last_command: collections.OrderedDict[str, float] = collections.OrderedDict()
-        self._window: collections.deque[float] = collections.deque()
+        self._tokens = max(1.0, rules.commands_per_s)
+        self._tokens_at = -float("inf")
         self._replies: collections.deque[float] = collections.deque()
         self._replied: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._dream_at = -float("inf")
@@ -153,6 +156,9 @@ class ChatCore:
     def handle(self, message: Message, now: float) -> list[Effect]:
         """Return the effects of one chat message (an empty list for anything that is not a valid command)."""
         text = clean_text(message.text, self.rules.max_chars)
+        mention = _MENTION.match(text)
+        if mention is not None:  # "@dreambot !vote 1", a reply in a thread: the command after the mention counts
+            text = text[mention.end():]
         if not text.startswith(self.rules.prefix):
             return []
         words = text[len(self.rules.prefix):].split(" ")
@@ -192,12 +198,15 @@ class ChatCore:
         last = self._last_command.get(user_id)
         if last is not None and now - last < self.rules.user_cooldown_s:
             return False
-        while self._window and now - self._window[0] >= 1.0:
-            self._window.popleft()
         if not message.roles & MODERATORS:
-            if len(self._window) >= self.rules.commands_per_s:
+            # A token bucket: `commands_per_s` on average, bursts of at most max(1, commands_per_s).
+            rate = self.rules.commands_per_s
+            if self._tokens_at > -float("inf"):
+                self._tokens = min(max(1.0, rate), self._tokens + max(0.0, now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens < 1.0:
                 return False
-            self._window.append(now)
+            self._tokens -= 1.0
         _remember(self._last_command, user_id, now)
         return True
 

@@ -14,6 +14,7 @@ broadcaster makes the bot a moderator (or grants `channel:bot`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from typing import Any
@@ -121,6 +122,9 @@ def _client_class():
             self.channel_id = ""
             self.deaf_since: float | None = None
             """Loop time since which no socket holds our chat subscription (None: listening)."""
+            self.echoes: collections.deque[str] = collections.deque(maxlen=64)
+            """Texts the bot sent, not yet seen back: when the bot is the broadcaster's own account, these tell
+            its echoed replies apart from the broadcaster's commands (both come from the same user id)."""
 
         async def setup_hook(self) -> None:
             cfg = self.owner.cfg
@@ -139,6 +143,9 @@ def _client_class():
                 broadcaster_user_id=self.channel_id, user_id=self.bot_user_id), token_for=self.bot_user_id)
             self.owner.connected = True
             log.info("Twitch chat: joined #%s as user %s", cfg.channel, self.bot_user_id)
+            if self.bot_user_id == self.channel_id:
+                log.info("Twitch chat: the bot posts as the broadcaster's own account; the broadcaster's commands "
+                         "are still read (a separate bot account makes the bot's replies easier to tell apart)")
 
         async def event_websocket_welcome(self, payload: Any) -> None:
             if self.channel_id:  # a reconnect: twitchio subscribes the new session again
@@ -173,18 +180,31 @@ def _client_class():
 
         async def event_message(self, payload: Any) -> None:
             chatter = payload.chatter
-            if str(chatter.id) == self.bot_user_id or payload.source_broadcaster is not None:
-                return  # our own replies, and messages shared from another channel's chat
+            source = payload.source_broadcaster
+            if source is not None and str(source.id) != self.channel_id:
+                return  # shared from another channel's chat (shared chat session)
+            if str(chatter.id) == self.bot_user_id and (self.bot_user_id != self.channel_id or self._echo(payload)):
+                return  # our own replies
             self.owner.received += 1
             message = Message(user_id=str(chatter.id), login=chatter.name or "", text=payload.text or "",
                               roles=roles_of(chatter), message_id=payload.id or "")
             for reply in self.owner.hub.submit(message, "twitch"):
                 await self.send(reply.text, reply.reply_to)
 
+        def _echo(self, payload: Any) -> bool:
+            """True (once) for a message whose text the bot sent: its own reply seen back."""
+            text = payload.text or ""
+            if text in self.echoes:
+                self.echoes.remove(text)
+                return True
+            return False
+
         async def send(self, text: str, reply_to: str) -> None:
+            text = text[:500]
+            self.echoes.append(text)
             try:
                 channel = self.create_partialuser(self.channel_id)
-                await asyncio.wait_for(channel.send_message(text[:500], self.bot_user_id, token_for=self.bot_user_id,
+                await asyncio.wait_for(channel.send_message(text, self.bot_user_id, token_for=self.bot_user_id,
                                                             reply_to_message_id=reply_to or None), SEND_TIMEOUT_S)
                 self.owner.sent += 1
             except Exception as exc:  # a rejected or timed-out send loses one reply, never the bot

@@ -64,6 +64,7 @@ class FakeTwitch:
         self._app_tokens: set[str] = set()
         self._users: dict[str, str] = {self.BOT_ID: self.BOT_LOGIN, self.OWNER_ID: self.OWNER_LOGIN}
         self._delivered = 0  # chat notifications written to a websocket
+        self._messages: dict[str, tuple[str, str, str]] = {}  # message id -> (user id, login, text), for replies
         self._sockets: dict[str, web.WebSocketResponse] = {}  # only touched on the server loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -172,16 +173,37 @@ class FakeTwitch:
                                  f"{self._describe_locked()}")
 
     def send_chat(self, text: str, *, user_id: str = "3003", login: str = "viewer", badges: list[dict] | None = None,
-                  message_id: str | None = None) -> str:
-        """Push a channel.chat.message notification to every session holding the subscription; return message_id."""
+                  message_id: str | None = None, reply_to: str | None = None,
+                  source_broadcaster_id: str | None = None) -> str:
+        """Push a channel.chat.message notification to every session holding the subscription; return message_id.
+
+        `reply_to`: the id of a message sent before (by `send_chat` or by the bot), for a threaded reply; Twitch's
+        web client then starts the text with "@parent_login ". `source_broadcaster_id`: a shared chat session's
+        field (the channel the message was sent from)."""
+        return self._call(self._chat_event(text, user_id=str(user_id), login=login, badges=badges,
+                                           message_id=message_id, reply_to=reply_to,
+                                           source_broadcaster_id=source_broadcaster_id))
+
+    async def _chat_event(self, text: str, *, user_id: str, login: str, badges: list[dict] | None,
+                          message_id: str | None, reply_to: str | None, source_broadcaster_id: str | None) -> str:
         message_id = message_id or str(uuid.uuid4())
         with self._lock:
-            self._users.setdefault(str(user_id), login)
+            self._users.setdefault(user_id, login)
+            self._messages[message_id] = (user_id, self._users[user_id], text)
+            parent = self._messages.get(reply_to) if reply_to else None
+        reply = None
+        if parent is not None:
+            parent_id, parent_login, parent_text = parent
+            reply = {"parent_message_id": reply_to, "parent_message_body": parent_text, "parent_user_id": parent_id,
+                     "parent_user_login": parent_login, "parent_user_name": parent_login,
+                     "thread_message_id": reply_to, "thread_user_id": parent_id, "thread_user_login": parent_login,
+                     "thread_user_name": parent_login}
+        source_login = self._users.get(source_broadcaster_id, "other") if source_broadcaster_id else None
         event = {
             "broadcaster_user_id": self.OWNER_ID,
             "broadcaster_user_login": self.OWNER_LOGIN,
             "broadcaster_user_name": self.OWNER_LOGIN,
-            "chatter_user_id": str(user_id),
+            "chatter_user_id": user_id,
             "chatter_user_login": login,
             "chatter_user_name": login,
             "message_id": message_id,
@@ -193,17 +215,17 @@ class FakeTwitch:
             "badges": list(badges or []),
             "message_type": "text",
             "cheer": None,
-            "reply": None,
+            "reply": reply,
             "channel_points_custom_reward_id": None,
             "channel_points_animation_id": None,
-            "source_broadcaster_user_id": None,
-            "source_broadcaster_user_login": None,
-            "source_broadcaster_user_name": None,
-            "source_message_id": None,
-            "source_badges": None,
+            "source_broadcaster_user_id": source_broadcaster_id,
+            "source_broadcaster_user_login": source_login,
+            "source_broadcaster_user_name": source_login,
+            "source_message_id": message_id if source_broadcaster_id else None,
+            "source_badges": [] if source_broadcaster_id else None,
             "is_source_only": None,
         }
-        self._call(self._deliver_chat(event))
+        await self._deliver_chat(event)
         return message_id
 
     def send_raw(self, data: str) -> None:
@@ -448,9 +470,15 @@ class FakeTwitch:
             return _error(400, f"missing broadcaster_id/sender_id in {body!r}")
         if owner and str(body["sender_id"]) != owner:
             return _error(401, f"sender_id {body['sender_id']!r} must match the token's user id {owner}")
-        resp = web.json_response({"data": [{"message_id": str(uuid.uuid4()), "is_sent": True, "drop_reason": None}]})
+        message_id = str(uuid.uuid4())
+        resp = web.json_response({"data": [{"message_id": message_id, "is_sent": True, "drop_reason": None}]})
         await resp.prepare(request)  # answer before recording, so a test that closes the client right after
         await resp.write_eof()  # wait_sent() does not cut the reply off mid-flight
+        # As Twitch does, the sent message comes back to every chat subscription as the sender's own message.
+        sender = str(body["sender_id"])
+        await self._chat_event(str(body.get("message", "")), user_id=sender, login=self._users.get(sender, "bot"),
+                               badges=None, message_id=message_id, reply_to=body.get("reply_parent_message_id"),
+                               source_broadcaster_id=None)
         with self._changed:
             self._sent.append(body)
             self._changed.notify_all()

@@ -82,6 +82,41 @@ def test_a_command_gets_a_threaded_reply_from_the_bot(fake, bot) -> None:
     assert len(fake.sent) == 2 and bot.twitch.stats()["received"] == 3
 
 
+def test_a_reply_in_a_thread_and_a_shared_chat_message_from_this_channel_are_commands(fake, bot) -> None:
+    first = fake.send_chat("!stats", user_id="41", login="ann")
+    answer = fake.wait_sent(lambda body: body.get("reply_parent_message_id") == first)
+    # Twitch's reply button: the text starts with "@parent_login " (here a reply to the bot's answer).
+    bot_message = next(m for m, (uid, _, text) in fake._messages.items()
+                       if uid == FakeTwitch.BOT_ID and text == answer["message"])
+    again = fake.send_chat(f"@{FakeTwitch.BOT_LOGIN} !help", user_id="42", login="bea", reply_to=bot_message)
+    fake.wait_sent(lambda body: body.get("reply_parent_message_id") == again)
+    # A shared chat session: this channel's own messages may carry its id as their source; other channels' not.
+    fake.send_chat("!dream", user_id="43", login="other", source_broadcaster_id="9009")
+    own = fake.send_chat("!help", user_id="44", source_broadcaster_id=FakeTwitch.OWNER_ID)
+    fake.wait_sent(lambda body: body.get("reply_parent_message_id") == own)
+    assert not bot.steered  # the other channel's !dream was not acted on
+    assert bot.twitch.stats()["received"] == 3  # the bot's own messages, echoed back by Twitch, are not counted
+
+
+def test_a_bot_on_the_broadcasters_own_account_reads_the_broadcaster_but_not_its_own_replies(fake) -> None:
+    b = Bot(config(token=f"user-{FakeTwitch.OWNER_ID}"), ChatRules(user_cooldown_s=0))
+    try:
+        fake.wait_subscribed()
+        wait_for(lambda: b.twitch.connected, "the bot to join the channel")
+        owner = [{"set_id": "broadcaster", "id": "1", "info": ""}]
+        first = fake.send_chat("!help", user_id=FakeTwitch.OWNER_ID, login=FakeTwitch.OWNER_LOGIN, badges=owner)
+        answer = fake.wait_sent(lambda body: body.get("reply_parent_message_id") == first)
+        assert answer["sender_id"] == FakeTwitch.OWNER_ID and "mods: !poll" in answer["message"]
+        fake.send_chat("!poll 30 q | a | b", user_id=FakeTwitch.OWNER_ID, login=FakeTwitch.OWNER_LOGIN, badges=owner)
+        fake.wait_sent(lambda body: body["message"].startswith("poll: q"))
+        last = fake.send_chat("!help", user_id="3004")
+        fake.wait_sent(lambda body: body.get("reply_parent_message_id") == last)
+        assert b.hub.poll().question == "q"
+        assert b.twitch.stats()["received"] == 3 and len(fake.sent) == 3  # the echoed replies were not read
+    finally:
+        b.close()
+
+
 def test_a_moderator_poll_is_voted_in_and_announced_when_it_closes(fake, bot) -> None:
     fake.send_chat("!poll 10 next game? | chess | crafter", user_id="7", login="moddy", badges=MOD)
     fake.wait_sent(lambda body: body["message"] == "poll: next game? 1 = chess, 2 = crafter (!vote N, 10 s)")

@@ -57,10 +57,10 @@ def test_moderators_pass_a_raid_and_announcements_pass_a_spent_reply_budget() ->
     for i in range(40):  # a raid: the global limit and the reply budget are spent
         core.handle(msg("!help", user=str(i)), 0.5)
     mod = frozenset({"moderator"})
-    assert replies(core.handle(msg("!poll 30 q | a | b", user="m", roles=mod), 0.6)) == [
+    assert replies(core.handle(msg("!poll 30 q | a | b", user="m", roles=mod), 0.5)) == [
         "poll: q 1 = a, 2 = b (!vote N, 30 s)"]
-    assert core.handle(msg("!vote 1", user="late"), 0.7) == []  # viewers still wait for the next second
-    assert replies(core.handle(msg("!endpoll", user="m2", roles=mod), 0.8)) == ["poll closed without votes: q"]
+    assert core.handle(msg("!vote 1", user="late"), 0.5) == []  # viewers wait for the rate to refill
+    assert replies(core.handle(msg("!endpoll", user="m2", roles=mod), 0.5)) == ["poll closed without votes: q"]
 
 
 def test_digits_only_ascii_and_a_repeated_vote_is_not_shown_again() -> None:
@@ -81,6 +81,24 @@ def test_a_raid_cannot_exceed_the_global_command_rate_or_the_reply_budget() -> N
     later = [core.handle(msg("!help", user=f"x{i}"), 10.0) for i in range(5)]
     assert not any(later)  # the reply budget is spent until 30 s after the first replies
     assert core.handle(msg("!help", user="y"), 30.6)
+
+
+def test_the_global_rate_holds_for_fractions_and_refills_over_time() -> None:
+    core = ChatCore(ChatRules(commands_per_s=0.5, reply_cooldown_s=0))
+    admitted = [t for t in range(10) if core.handle(msg("!help", user=str(t)), float(t))]
+    assert admitted == [0, 2, 4, 6, 8]  # one command per 2 s, not one per second
+    core = ChatCore(ChatRules(commands_per_s=3, replies_per_30s=100, reply_cooldown_s=0))
+    burst = [bool(core.handle(msg("!help", user=f"a{i}"), 0.0)) for i in range(6)]
+    assert burst == [True] * 3 + [False] * 3  # a burst of at most 3
+    assert bool(core.handle(msg("!help", user="b"), 1 / 3 + 1e-9))  # one token back after a third of a second
+    assert not core.handle(msg("!help", user="c"), 0.4)
+
+
+def test_a_command_after_a_reply_mention_counts() -> None:
+    core = ChatCore(RULES)
+    assert replies(core.handle(msg("@DreamBot !stats"), 0))  # Twitch's reply: "@login " first
+    assert core.handle(msg("@someone hello !stats", user="2"), 0) == []  # a command must follow the mention
+    assert core.handle(msg("@ !stats", user="3"), 0) == []  # an empty mention is not one
 
 
 def test_dream_steers_once_per_cooldown_and_shows_a_canonical_line() -> None:
