@@ -832,6 +832,7 @@ class Runner:
             "chat": self._chat_status(),
             "notice": self.notice,
             "disk": self.disk,
+            "metrics": self.metrics.health() if self.metrics is not None else {},
             "hls_preview": bool(self.broadcaster is not None and self.cfg.stream.hls
                                 and (self.rundir.hls_dir / "index.m3u8").exists()),
             "stopping": self.stop_event.is_set(),

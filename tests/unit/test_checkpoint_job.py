@@ -314,6 +314,7 @@ def test_low_disk_space_is_warned_once_and_its_end_is_told(open_runner, caplog) 
     r = open_runner(["tiny", "catch"], [("storage.min_free_gb", 1e9)])
     disk = r.check_disk()
     assert disk["low"] and 0 <= disk["free_gb"] <= disk["total_gb"] and r.status()["disk"] == disk
+    assert r.status()["metrics"] == {"write_errors": 0, "tensorboard_dropped": 0}  # the dashboard's "metrics lost"
     r.prune_disk()  # the minute's job checks again: still low, no second warning
     assert caplog.text.count("GB free on the disk of") == 1 and "storage.min_free_gb = 1e+09" in caplog.text
     free = disk["free_gb"]

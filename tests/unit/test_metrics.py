@@ -4,6 +4,10 @@ every row with its end offset."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
 
 from app.metrics import MetricsWriter, read_metrics, read_metrics_from
 
@@ -54,3 +58,49 @@ def test_listeners_see_every_row_in_file_order_with_its_end_offset(tmp_path, cap
     with path.open("a") as fh:
         fh.write('{"step": 5, "time"')  # torn again: not a row yet, and the offset stops before it
     assert [end for _, end in read_metrics_from(path, seen[0][2])] == [size]
+
+
+def test_a_full_disk_loses_rows_but_never_raises_and_writing_resumes(tmp_path, caplog) -> None:
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    seen = []
+    writer.subscribe(lambda step, row, offset: seen.append((step, offset)))
+    writer.write(1, {"a": 1.0})
+    good = os.dup(writer._fd)
+    full = os.open("/dev/full", os.O_WRONLY)  # the kernel's "no space left on device" for every write
+    os.dup2(full, writer._fd)
+    with caplog.at_level(logging.WARNING, logger="app.metrics"):
+        writer.write(2, {"a": 2.0})
+        writer.write(3, {"a": 3.0})
+        assert writer.write_errors == 2 and caplog.text.count("cannot append") == 1  # told once per streak
+        os.dup2(good, writer._fd)
+        writer.write(4, {"a": 4.0})
+    writer.close()
+    os.close(good), os.close(full)
+    assert "is written again (2 rows lost in all)" in caplog.text
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 4]
+    assert [s for s, _ in seen] == [1, 2, 3, 4]  # the curves still saw every row
+    assert seen[1][1] == seen[2][1] == seen[0][1]  # a lost row does not move the offset the curves save
+    assert seen[-1][1] == (tmp_path / "metrics.jsonl").stat().st_size
+
+
+def test_a_stalled_tensorboard_writer_never_blocks_a_metrics_write(tmp_path, caplog) -> None:
+    writer = MetricsWriter(tmp_path, tensorboard=True)
+    release = threading.Event()
+
+    class Stalled:  # tensorboardX after its writer thread died: add_scalar blocks for good
+        def add_scalar(self, *args, **kwargs) -> None:
+            release.wait()
+
+        def close(self) -> None:
+            pass
+
+    writer.tensorboard._writer = Stalled()
+    rows = writer.tensorboard.QUEUE_ROWS + 50
+    began = time.monotonic()
+    for step in range(rows):
+        writer.write(step, {"a": 1.0})
+    assert time.monotonic() - began < 30  # never waited for TensorBoard
+    assert writer.tensorboard.dropped >= 49 and "TensorBoard output has stalled" in caplog.text
+    assert len(list(read_metrics(tmp_path / "metrics.jsonl"))) == rows
+    writer.close(timeout_s=0.5)  # gives up on the stalled writer instead of hanging the shutdown
+    release.set()
