@@ -15,6 +15,7 @@ import functools
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -60,6 +61,10 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
                 latest["params"] = jax.tree.map(jnp.asarray, params_conn.recv())
             except (EOFError, OSError):
                 return
+            except Exception as exc:  # a garbled message: acting on with stale parameters would go unnoticed
+                print(f"dreamstream policy process: unreadable parameters ({type(exc).__name__}: {exc}); exiting "
+                      "so that it is restarted with the current ones", file=sys.stderr, flush=True)
+                os._exit(3)
 
     receiver = threading.Thread(target=receive_params, name="policy-params", daemon=True)
     receiver.start()
@@ -109,20 +114,31 @@ class PolicyServer:
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        child_params, self._params_conn = ctx.Pipe(duplex=False)  # the child reads, this side writes
-        self._proc = ctx.Process(target=_serve, args=(child, child_params, *self._args, self._seed + self.restarts),
-                                 name="dreamstream-policy", daemon=True)
-        self._proc.start()
-        child.close()
-        child_params.close()
         _, act_space, image_shape = self._args
         mask = np.ones(act_space.n, bool) if act_space.discrete else None
         warmup = (-1, np.zeros(image_shape, np.uint8), mask, True)  # compiles the policy step before real use
         ready = False
+        # The parameter pipe is written by one thread at a time: a push (`sync`, from the learner) that came in
+        # the middle of this first send would interleave its bytes with it (the child then reads garbage).
+        with self._params_lock:
+            self._conn, child = ctx.Pipe()
+            child_params, self._params_conn = ctx.Pipe(duplex=False)  # the child reads, this side writes
+            self._proc = ctx.Process(target=_serve, args=(child, child_params, *self._args,
+                                                          self._seed + self.restarts),
+                                     name="dreamstream-policy", daemon=True)
+            self._proc.start()
+            child.close()
+            child_params.close()
+            try:
+                params = None
+                while params is not self._params:  # a push skipped meanwhile is sent here
+                    params = self._params
+                    self._params_conn.send(params)
+                sent = True
+            except OSError:
+                sent = False
         try:
-            self._params_conn.send(self._params)
-            if self._conn.poll(START_TIMEOUT_S):
+            if sent and self._conn.poll(START_TIMEOUT_S):
                 self._conn.recv()
                 self._conn.send(("act", warmup))
                 ready = self._conn.poll(START_TIMEOUT_S)
@@ -131,16 +147,19 @@ class PolicyServer:
         except (EOFError, OSError):
             ready = False
         if not ready:
+            alive = self._proc.is_alive()
             self._stop_process()
-            raise TrainerError(f"the policy process did not start within {START_TIMEOUT_S:.0f}s "
-                               f"(exit code {self._proc.exitcode})")
+            raise TrainerError(f"the policy process did not start within {START_TIMEOUT_S:.0f}s" if alive else
+                               f"the policy process exited while starting (exit code {self._proc.exitcode}; its "
+                               "error is on stderr)")
 
     def _stop_process(self) -> None:
         if self._proc.is_alive():
             self._proc.kill()
         self._proc.join(timeout=10)
         self._conn.close()
-        self._params_conn.close()
+        with self._params_lock:  # after the kill: a push blocked on the dead child's full pipe has failed by now
+            self._params_conn.close()
 
     def _restart(self, why: str) -> None:
         log.warning("the policy process %s; restarting it (acting resumes once it has compiled)", why)
@@ -172,13 +191,18 @@ class PolicyServer:
         return self._request("act", (stream, image, mask, is_first))
 
     def sync(self, params: Any) -> None:
-        """Send new parameters (host numpy arrays) on their own pipe; acting picks them up without waiting."""
-        with self._params_lock:
-            self._params = params  # what a restarted child starts from
-            try:
-                self._params_conn.send(params)
-            except OSError:
-                log.debug("parameter push skipped: the policy process is down (it restarts at the next act)")
+        """Send new parameters (host numpy arrays) on their own pipe; acting picks them up without waiting.
+
+        The learner never waits for a (re)start of the child: the start sends these parameters itself."""
+        self._params = params  # what a restarted child starts from
+        if not self._params_lock.acquire(blocking=False):
+            return
+        try:
+            self._params_conn.send(params)
+        except OSError:
+            log.debug("parameter push skipped: the policy process is down (it restarts at the next act)")
+        finally:
+            self._params_lock.release()
         self.last_sync = time.monotonic()
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -47,6 +48,32 @@ def test_a_hung_child_is_replaced_so_no_late_answer_is_misread(agent) -> None:
     # The next answer belongs to the next request, not to the one that timed out.
     action, _, _ = server._request("act", (0, image, np.array([True, False, False]), False))
     assert int(np.argmax(action)) == 0
+
+
+def test_garbled_parameters_end_the_child_which_is_restarted(agent) -> None:
+    server = agent._server
+    restarts, pid = server.restarts, server.pid
+    server._params_conn.send_bytes(b"not a pickle")  # what two writers interleaving on the pipe produce
+    server._proc.join(timeout=60)
+    assert server._proc.exitcode == 3  # not a receiver thread dying silently while acting goes on, stale
+    assert act(agent, first=True) == 1
+    assert server.restarts == restarts + 1 and server.pid != pid
+
+
+def test_pushes_during_a_restart_never_garble_the_pipe(agent) -> None:
+    server = agent._server
+    restarts, params = server.restarts, server._params
+    restart = threading.Thread(target=server._restart, args=("is restarted by the test",))
+    restart.start()
+    pushes = 0
+    while restart.is_alive():  # the learner pushes after every update, also while the child starts
+        server.sync(params)
+        pushes += 1
+    restart.join()
+    for _ in range(3):
+        server.sync(params)
+    assert pushes > 0 and act(agent, first=True) == 1
+    assert server._proc.is_alive() and server.restarts == restarts + 1
 
 
 def test_a_child_that_keeps_failing_is_a_clear_error(agent, monkeypatch) -> None:
