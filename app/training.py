@@ -345,10 +345,12 @@ class Training:
                 import jax
 
                 state = jax.device_get(state)  # process 0 writes the replicas' host copy alone
+            meta = {"updates": step, "env_step": self.env_steps()}
             try:
-                if exists:
-                    self.checkpointer.delete(step)
-                self.checkpointer.save(step, state, {"updates": step, "env_step": self.env_steps()})
+                if exists:  # renamed aside first: a kill -9 in between keeps one of the two
+                    self.checkpointer.replace(step, state, meta)
+                else:
+                    self.checkpointer.save(step, state, meta)
             except (OSError, ValueError, TrainerError) as exc:
                 log.error("the rolled-back state could not be saved as checkpoint %d: %s", step, exc)
                 return

@@ -2,14 +2,17 @@
 
 Orbax writes each checkpoint under a temporary name and renames it when complete, so a kill -9 mid-save
 leaves the previous checkpoint intact. A checkpoint that cannot be read back (damaged files) is skipped
-with a warning and the next older one is used. An intact checkpoint of another model layout (an earlier
-version, other model settings) stops the restore with an error instead: nothing is overwritten.
+with a warning, moved to `damaged/` (kept for a look, out of the way: it would otherwise stay "newest", so
+no older step could be saved, and could be ranked best), and the next older one is used. An intact
+checkpoint of another model layout (an earlier version, other model settings) stops the restore with an
+error instead: nothing is overwritten.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ class Checkpointer:
         on another scale before) rank below every checkpoint that has it."""
         self.directory = Path(directory).resolve()
         self.best_metric = best_metric
+        self.read_only = read_only
         policies = [ocm.LatestN(keep)]
         if keep_best:
             policies.append(ocm.BestN(get_metric_fn=lambda m: m.get(best_metric, -math.inf), n=keep_best,
@@ -56,6 +60,8 @@ class Checkpointer:
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        if not read_only:
+            self._recover_replaced()
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -109,8 +115,8 @@ class Checkpointer:
                         f"layout ({mismatch}): an earlier DreamStream version or other model settings wrote it. "
                         "Resume with the version and config that wrote it, or train in a new run dir "
                         "(--logdir); nothing was changed or deleted.") from exc
-                log.warning("checkpoint %d is unreadable (%s: %s); trying %s", step, type(exc).__name__,
-                            str(exc)[:200], "an older one" if steps is None else "the next one")
+                log.warning("checkpoint %d is unreadable (%s: %s)%s; trying %s", step, type(exc).__name__,
+                            str(exc)[:200], self._set_aside(step), "an older one" if steps is None else "the next one")
                 continue
             meta = {k: v.item() for k, v in tree["meta"].items()}
             log.info("restored checkpoint %d", step)
@@ -139,9 +145,55 @@ class Checkpointer:
                 parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}")
         return "; ".join(parts)
 
+    def _set_aside(self, step: int) -> str:
+        """Move a damaged checkpoint to `damaged/`; return how that went, for the warning."""
+        if self.read_only or jax.process_index() != 0:
+            return ""
+        target = self.directory / "damaged" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            target.parent.mkdir(exist_ok=True)
+            (self.directory / str(step)).rename(target)
+        except OSError as exc:
+            return f", and could not be moved aside ({exc})"
+        finally:
+            self._manager.reload()
+        return f", moved to {target}"
+
     def delete(self, step: int) -> None:
         """Remove checkpoint `step` from disk."""
         self._manager.delete(step)
+
+    def replace(self, step: int, state: Any, meta: dict[str, int | float]) -> float:
+        """Save `state` as checkpoint `step` in place of the one there (unscored), so that a kill -9 at any
+        point leaves one of the two: the old one is renamed aside first, and put back at the next start if
+        the new one was not finished."""
+        aside = self.directory / f"replaced-{step}"
+        if aside.exists():
+            shutil.rmtree(aside)
+        (self.directory / str(step)).rename(aside)
+        self._manager.reload()
+        try:
+            elapsed = self.save(step, state, meta)
+        except BaseException:
+            if not (self.directory / str(step)).exists():
+                aside.rename(self.directory / str(step))
+                self._manager.reload()
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+        return elapsed
+
+    def _recover_replaced(self) -> None:
+        """After a kill -9 inside `replace`: keep the new checkpoint if it was finished, else the old one."""
+        for aside in self.directory.glob("replaced-*"):
+            step = aside.name.removeprefix("replaced-")
+            if not step.isdigit():
+                continue
+            if (self.directory / step).exists():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                aside.rename(self.directory / step)
+                log.warning("checkpoint %s was being replaced when the run stopped; the previous one is back", step)
+        self._manager.reload()
 
     def close(self) -> None:
         self._manager.close()

@@ -43,6 +43,36 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog) 
     step, restored, _ = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})
     assert step == 1 and np.allclose(restored["params"]["w"], 1.0)
     assert "checkpoint 2 is unreadable" in caplog.text
+    # Moved aside, kept for a look: it is no longer "newest", so the run's next save (of an older update
+    # count than the damaged one) is written, and it can never be ranked or restored.
+    assert ck.steps() == [1] and [p.name.split("-")[0] for p in (tmp_path / "ck" / "damaged").iterdir()] == ["2"]
+    ck.save(2, state_of(2.5), {"updates": 2, "env_step": 0}, metric=1.0)
+    ck.close()
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    assert ck.steps() == [1, 2] and ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})[0] == 2
+    ck.close()
+
+
+def test_a_replaced_checkpoint_survives_a_kill_at_any_point(tmp_path) -> None:
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    ck.save(2, state_of(2.0), {"updates": 2, "env_step": 0}, metric=5.0)
+    ck.replace(2, state_of(7.0), {"updates": 2, "env_step": 9})
+    step, restored, meta = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})
+    assert (step, meta["env_step"]) == (2, 9) and np.allclose(restored["params"]["w"], 7.0)
+    assert ck.metrics(2) is None and not list((tmp_path / "ck").glob("replaced-*"))  # unscored, nothing left
+    ck.close()
+    # A kill -9 after the old one was renamed aside, before the new one was finished: the old one comes back.
+    (tmp_path / "ck" / "2").rename(tmp_path / "ck" / "replaced-2")
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    assert ck.steps() == [1, 2] and np.allclose(ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})[1]
+                                                ["params"]["w"], 7.0)
+    ck.close()
+    # A kill -9 after the new one was finished, before the old one was removed: the new one stays.
+    shutil.copytree(tmp_path / "ck" / "1", tmp_path / "ck" / "replaced-2")
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    assert ck.steps() == [1, 2] and ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})[1]["params"]["w"][0, 0] \
+        == 7.0 and not (tmp_path / "ck" / "replaced-2").exists()
     ck.close()
 
 
