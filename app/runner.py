@@ -322,6 +322,7 @@ class Runner:
                     self.rundir.rtmp_dir, record_interval_s=round(cfg.stream.segment_minutes * 60)).start()
                 url = self.local_server.url()
                 log.info("local RTMP server at %s (recordings in %s)", url, self.rundir.rtmp_dir / "rec")
+                self.supervisor.add("local RTMP server", self.local_server.keep_running)  # restarted if it dies
             output = output_for(cfg.stream, self.rundir.recordings_dir, self.rundir.hls_dir, url=url)
             self.broadcaster = Broadcaster(cfg.stream, output, recordings_dir=self.rundir.recordings_dir,
                                            hls_dir=self.rundir.hls_dir)

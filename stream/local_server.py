@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,7 @@ MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 CONFIG = """\
 load_module {module};
 daemon off; master_process off; worker_processes 1;
-pid {dir}/nginx.pid; error_log {dir}/error.log info;
+pid {dir}/nginx.pid; error_log {dir}/error.log warn;
 events {{ worker_connections 256; }}
 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;
   application live {{ live on; record all; record_path {dir}/rec; record_unique on;
@@ -138,6 +139,19 @@ class LocalRtmpServer:
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def keep_running(self, stop: threading.Event, check_s: float = 1.0) -> None:
+        """A supervised component: start nginx again (same ports, so publishers reconnect to the same URL) if it
+        is not running, then watch it until `stop`; raise when it exits, so the supervisor counts the restart
+        and calls this again after its backoff."""
+        if not self.is_running():
+            code = self._proc.returncode if self._proc is not None else None
+            self.start()
+            log.warning("local RTMP server started again on port %d (nginx had exited with code %s; see %s)",
+                        self.port, code, self.directory / "error.log")
+        while not stop.wait(check_s):
+            if not self.is_running():
+                raise StreamError(f"the local RTMP server (nginx) exited with code {self._proc.returncode}")
 
     def stop(self) -> None:
         """Stop nginx gracefully (SIGQUIT lets it finish its recordings), then kill it if it lingers."""

@@ -100,18 +100,28 @@ def test_killed_ffmpeg_resumes_on_the_same_url_within_5_s(nginx, tmp_path) -> No
     assert producer.max_offer_s < 1.0
 
 
-def test_restarted_server_gets_the_stream_back(nginx, tmp_path) -> None:
+def test_a_killed_local_server_is_restarted_by_its_supervisor_and_the_stream_comes_back(nginx, tmp_path) -> None:
+    from app.supervisor import Supervisor
+
     cfg = StreamConfig(target=nginx.url("k"), width=640, height=360, preset="ultrafast", bitrate_kbps=800,
                        restart_backoff_max_s=2)
     b = Broadcaster(cfg, output_for(cfg, tmp_path))
+    supervisor = Supervisor()
+    supervisor.add("local RTMP server", nginx.keep_running)  # as the app runs it
+    supervisor.start()
     with Producer(b, cfg) as producer:
         wait_for(lambda: publishing(nginx), "the first publish")
+        port = nginx.port
         nginx.kill()
         wait_for(lambda: b.health()["restarts"] >= 1, "ffmpeg to notice the server is gone")
-        nginx.start()
+        wait_for(lambda: supervisor.status()["local RTMP server"]["restarts"] >= 1 and nginx.is_running(),
+                 "the supervisor to start nginx again")
+        assert nginx.port == port  # the same URL: ffmpeg reconnects to it
         wait_for(lambda: publishing(nginx), "the stream to come back after the restart")
         wait_for(lambda: nginx.recordings("k") and nginx.recordings("k")[-1].stat().st_size > 20_000,
                  "the new recording to grow")
+    supervisor.stop_event.set()
+    assert supervisor.join() == []
     assert len(nginx.recordings("k")) >= 2
     assert producer.max_offer_s < 1.0
 
