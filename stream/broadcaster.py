@@ -33,13 +33,22 @@ def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv
     """Delete the oldest recordings beyond `keep_mb` in total (never the newest); return what was deleted."""
     if keep_mb <= 0 or not directory.is_dir():
         return []
-    files = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime)
-    total = sum(p.stat().st_size for p in files)
+    # Two pruners share the folder (the stream's pacer and the app's minute job): a file may vanish at any
+    # point here, which is no error.
+    sizes: list[tuple[float, int, Path]] = []
+    for path in directory.glob(pattern):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        sizes.append((st.st_mtime, st.st_size, path))
+    sizes.sort(key=lambda x: x[0])
+    total = sum(size for _, size, _ in sizes)
     deleted = []
-    for path in files[:-1]:
+    for _, size, path in sizes[:-1]:
         if total <= keep_mb * 1_000_000:
             break
-        total -= path.stat().st_size
+        total -= size
         path.unlink(missing_ok=True)
         deleted.append(path)
     if deleted:
@@ -171,6 +180,7 @@ class Broadcaster:
                         log.info("reconnected the stream: %s", self._reconnect_reason)
                         self._reconnect_reason = ""
                         self._counts["scheduled_reconnects"] += 1
+                        backoff_s = 1.0  # it had been live for hours: a failure now starts the backoff afresh
                         continue  # a planned reconnect: no backoff, not counted as a failure
                     self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
                     log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)

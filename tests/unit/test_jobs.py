@@ -32,6 +32,15 @@ def test_prune_deletes_the_oldest_beyond_the_budget_but_never_the_newest(tmp_pat
     assert prune_recordings(tmp_path, keep_mb=0) == []  # 0 keeps everything
 
 
+def test_a_recording_that_vanishes_during_a_prune_is_no_error(tmp_path) -> None:
+    """The stream's pacer and the app's minute job prune the same folder; a dangling link is a file that was
+    listed and then deleted by the other one."""
+    write(tmp_path / "stream-1.flv", 1.0, 200)
+    write(tmp_path / "stream-2.flv", 2.0, 100)
+    (tmp_path / "stream-0.flv").symlink_to(tmp_path / "deleted-meanwhile.flv")
+    assert [p.name for p in prune_recordings(tmp_path, keep_mb=2)] == ["stream-1.flv"]
+
+
 def test_disk_job_covers_our_segments_and_the_local_servers_recordings(tmp_path) -> None:
     cfg = resolve(["tiny"], [("stream.keep_recordings_mb", 1)], environ={}, blocks=load_blocks())
     rundir = RunDir(tmp_path / "run")
