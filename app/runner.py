@@ -115,8 +115,9 @@ class Runner:
         stored = rundir.read_state()
         self.counters = Counters.from_state(stored)
         self.live = Live()
-        self._fps = {"env": 0.0}
-        self._last_report = (time.monotonic(), self.counters.env_step)
+        self._fps = {"env": 0.0, "updates": 0.0}
+        """Measured between two status reports (not the learner's own average, which stands still when it does)."""
+        self._last_report = (time.monotonic(), self.counters.env_step, self.counters.updates)
         self._started_at = time.monotonic()
         self._session_start_step = self.counters.env_step
         self._composed: np.ndarray | None = None
@@ -759,7 +760,7 @@ class Runner:
                 "env steps": c.env_step,
                 "updates": c.updates,
                 "env fps": self._fps["env"],
-                "updates / s": 1 / training["s_per_update"] if training.get("s_per_update") else None,
+                "updates / s": self._fps["updates"] if training.get("updates") is not None else None,
                 "train ratio": training.get("train_ratio"),
                 "checkpoint": f"#{training['checkpoint']} · {_duration_short(age)}"
                 if training.get("checkpoint") is not None else None,
@@ -911,10 +912,11 @@ class Runner:
         """Update the FPS figures, write a metrics row and one status line."""
         now = time.monotonic()
         with self._lock:
-            step = self.counters.env_step
-            then, then_step = self._last_report
+            step, updates = self.counters.env_step, self.counters.updates
+            then, then_step, then_updates = self._last_report
             self._fps["env"] = (step - then_step) / max(now - then, 1e-6)
-            self._last_report = (now, step)
+            self._fps["updates"] = max(0, updates - then_updates) / max(now - then, 1e-6)
+            self._last_report = (now, step, updates)
             episodes = self.counters.episodes
         row = {"fps/env": self._fps["env"]}
         health = self.broadcaster.health() if self.broadcaster is not None else None

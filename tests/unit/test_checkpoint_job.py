@@ -326,3 +326,17 @@ def test_low_disk_space_is_warned_once_and_its_end_is_told(open_runner, caplog) 
     with sqlite3.connect(r.rundir.database_path(r.cfg.storage.database)) as db:
         kinds = [k for (k,) in db.execute("select kind from events where kind like 'disk%' order by id")]
     assert kinds == ["disk_low", "disk_ok"]
+
+
+def test_the_huds_update_rate_is_measured_so_it_falls_to_zero_when_updates_stop(open_runner) -> None:
+    import time
+
+    r = open_runner(["tiny", "catch"], [])
+    now = time.monotonic()
+    r._last_report = (now - 10.0, r.counters.env_step, r.counters.updates - 50)  # 50 updates in the last 10 s
+    r.report_status()
+    assert 4.0 < r._overlay_state().hud["updates / s"] <= 5.0
+    r.training.learner.update_s_ema = 0.2  # the learner's own average stays at its last value when it stops...
+    r._last_report = (time.monotonic() - 10.0, r.counters.env_step, r.counters.updates)
+    r.report_status()
+    assert r._overlay_state().hud["updates / s"] == 0.0  # ...the HUD does not
