@@ -253,12 +253,15 @@ def make_train_step(cfg: TrainerConfig, act_space: ActSpace, image_shape: tuple[
         ends = episode_ends(batch["is_last"], batch["is_first"])
         repl_ret = replay_lambda_return(t_major(batch["reward"]), t_major(batch["is_terminal"]),
                                         t_major(ends), t_major(boot), gamma, cfg.lam)  # [T-1, B]
-        repl_logits = t_major(m(feat, method=DreamerModel.value))[:-1]
-        repl_slow = sg(twohot_mean(slow_m(sg(t_major(feat)[:-1]))))
-        live = 1.0 - t_major(ends)[:-1].astype(jnp.float32)
-        if k_start < T:
-            live = live.at[: T - k_start - 1].set(0.0)  # no bootstrap exists before the imagined starts
-        repval_loss = jnp.mean(live * (twohot_loss(repl_logits, sg(repl_ret))
+        # Only the rows whose return reaches a bootstrap (all T-1, or the last k_start with imag_last): averaging
+        # over all T-1 rows with the others masked would shrink the loss by k_start / (T-1), as the official
+        # implementation's slice to the last K steps does not.
+        first = 0 if k_start >= T else T - k_start - 1
+        feat_rows = t_major(feat)[first:-1]
+        repl_logits = m(feat_rows, method=DreamerModel.value)
+        repl_slow = sg(twohot_mean(slow_m(sg(feat_rows))))
+        live = 1.0 - t_major(ends)[first:-1].astype(jnp.float32)
+        repval_loss = jnp.mean(live * (twohot_loss(repl_logits, sg(repl_ret[first:]))
                                        + cfg.slowreg * twohot_loss(repl_logits, repl_slow)))
 
         losses = {

@@ -90,6 +90,20 @@ def test_free_bits_and_zero_init_heads_hold_their_modules_at_first() -> None:
                                                    "['value_mlp']"}
 
 
+@pytest.mark.parametrize("imag_last", [0, 3])
+def test_the_replay_value_loss_is_a_mean_over_the_rows_it_trains(imag_last) -> None:
+    """At init the value output is zero, so every trained row costs log(255) for the return and as much for
+    the slow critic: the mean is that, also when only the last `imag_last` starts have a bootstrap (the
+    other rows must not count as zeros)."""
+    act = ActSpace(True, 5)
+    cfg = TINY if not imag_last else TrainerConfig(**{**load_blocks()["tiny"]["trainer"], "imag_last": imag_last})
+    batch = batch_of(cfg, act)
+    batch["is_first"][:] = batch["is_last"][:] = batch["is_terminal"][:] = False  # no episode end: every row
+    state = init_state(cfg, act, (64, 64, 3), jax.random.PRNGKey(0))
+    _, metrics = train_step_for(cfg, act)(state, batch, jax.random.PRNGKey(1))
+    assert float(metrics["loss/repval"]) == pytest.approx((1 + cfg.slowreg) * np.log(255), rel=1e-5)
+
+
 def test_non_finite_batch_leaves_the_state_unchanged() -> None:
     act = ActSpace(True, 5)
     state = init_state(TINY, act, (64, 64, 3), jax.random.PRNGKey(0))
