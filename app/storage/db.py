@@ -13,9 +13,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from app.errors import StorageError
 from app.storage.models import Episode, Event, Run
@@ -73,18 +75,43 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _transactional_ddl(engine: Engine) -> Engine:
+    """An engine on the same file whose transactions also cover CREATE/ALTER: Python's sqlite3 driver commits
+    before DDL by itself, so a migration cut short (a crash, a full disk) would leave half a schema that every
+    later start trips over. This is SQLAlchemy's documented recipe; it is used for migrations only."""
+    ddl = create_engine(engine.url, poolclass=NullPool)
+    event.listen(ddl, "connect", _sqlite_pragmas)
+
+    @event.listens_for(ddl, "connect")
+    def _driver_autocommit(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # the driver issues no BEGIN/COMMIT of its own...
+
+    @event.listens_for(ddl, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # ...this one covers the whole migration
+
+    return ddl
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Migrate the database to the newest schema; return (revision before, revision after)."""
+    """Migrate the database to the newest schema, all or nothing; return (revision before, revision after)."""
     cfg = _alembic_config()
+    ddl = _transactional_ddl(engine)
     try:
         before = current_revision(engine)
-        with engine.begin() as conn:
+        with ddl.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         after = current_revision(engine) or ""
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {engine.url.database}: {exc.__class__.__name__}: "
                            f"{exc.args[0] if exc.args else exc}") from None
+    except AlembicError as exc:  # e.g. a revision this version does not have: a newer DreamStream migrated it
+        raise StorageError(f"cannot migrate database {engine.url.database}: {exc}. A newer DreamStream version "
+                           "probably wrote it: run that version on this run dir, or use another run dir; "
+                           "nothing was changed") from None
+    finally:
+        ddl.dispose()
     if before != after:
         log.info("database %s migrated %s -> %s", engine.url.database, before or "empty", after)
     return before, after

@@ -7,12 +7,31 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Base", "Episode", "Event", "Run"]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A UTC time that comes back timezone-aware: SQLite keeps no zone, so a plain DateTime(timezone=True)
+    returns naive times, which a browser reads as its local time (shifted by the operator's UTC offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -26,7 +45,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     env_id: Mapped[str] = mapped_column(String(100))
     agent: Mapped[str] = mapped_column(String(100))
     episodes: Mapped[list[Episode]] = relationship(back_populates="run")
@@ -50,7 +69,7 @@ class Episode(Base):
     length: Mapped[int] = mapped_column(Integer)
     env_step: Mapped[int] = mapped_column(Integer, index=True)
     """The run's total env steps when the episode ended."""
-    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Game-specific extras: achievements, PGN, ..."""
     run: Mapped[Run] = relationship(back_populates="episodes")
@@ -63,7 +82,7 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     kind: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text, default="")
     env_step: Mapped[int] = mapped_column(Integer, default=0)

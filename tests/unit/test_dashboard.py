@@ -30,7 +30,9 @@ def test_status_page_episodes_and_frame(services) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "DreamStream" in page.text
     assert client.get("/api/status").json()["counters"]["env_steps"] == 12
-    assert [e["score"] for e in client.get("/api/episodes").json()] == [3.0]
+    episodes = client.get("/api/episodes").json()
+    assert [e["score"] for e in episodes] == [3.0]
+    assert episodes[0]["ended_at"].endswith("+00:00")  # with its zone: a browser would read a bare time as local
     assert client.get("/api/frame.jpg").status_code == 404
     frames["jpeg"] = b"\xff\xd8jpeg"
     got = client.get("/api/frame.jpg")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.errors import StorageError
 from app.storage import (
@@ -56,6 +58,9 @@ def test_episodes_and_events_round_trip(tmp_path) -> None:
         assert [(e.env_id, e.result, e.details) for e in eps] == [
             ("chess", "loss", {}), ("crafter", None, {"achievements": ["wake_up"]})]
         assert [e.kind for e in recent_events(session, run_id)] == ["session_started"]
+        # SQLite keeps no zone: the times come back as the UTC times they were, zone attached.
+        assert all(e.ended_at.tzinfo is not None and e.ended_at.utcoffset().total_seconds() == 0 for e in eps)
+        assert abs((datetime.now(UTC) - eps[0].ended_at).total_seconds()) < 600
     engine.dispose()
 
 
@@ -65,3 +70,27 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path) -> None:
     engine, _ = open_database(path)
     with pytest.raises(StorageError, match="cannot migrate database .*dreamstream.db: DatabaseError"):
         upgrade(engine)
+
+
+def test_a_migration_cut_short_leaves_nothing_behind(tmp_path) -> None:
+    """sqlite3 commits before each CREATE by itself; the migration must still be all or nothing."""
+    engine, _ = open_database(tmp_path / "dreamstream.db")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE events (x INTEGER)"))  # the migration creates runs, then fails here
+    with pytest.raises(StorageError, match="cannot migrate database"):
+        upgrade(engine)
+    assert set(inspect(engine).get_table_names()) == {"events"}  # no half schema: not even runs
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE events"))
+    assert upgrade(engine) == (None, head_revision())  # and the next start migrates cleanly
+    engine.dispose()
+
+
+def test_a_database_of_a_newer_version_is_a_clear_error(tmp_path) -> None:
+    engine, _ = open_database(tmp_path / "dreamstream.db")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(StorageError, match="9999_from_the_future.*newer DreamStream version"):
+        upgrade(engine)
+    engine.dispose()
