@@ -99,15 +99,50 @@ def load_blocks(directory: Path | None = None) -> dict[str, dict[str, Any]]:
             if block is None:
                 block = {}
             if not isinstance(block, dict):
-                raise ConfigError(f"block {name!r} in {path.name} must be a mapping, got {type(block).__name__}")
+                raise ConfigError(f"block {name!r} in {path.name} must be a mapping, got {_kind(block)}")
             blocks[name] = block
             origin[name] = path
     return blocks
 
 
+class _Int(int):
+    """An int read from YAML that remembers its text: a text setting given as `0123` or `2024_01` is that text,
+    not the number YAML 1.1 makes of it (83, 202401)."""
+
+    text: str
+
+
+class _Float(float):
+    text: str
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load, but numbers keep the text they were written as (see `_Int`)."""
+
+
+def _number(kind: type, base: Any) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        value = kind(base(loader, node))
+        value.text = node.value
+        return value
+    return construct
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _number(_Int, yaml.SafeLoader.construct_yaml_int))
+_Loader.add_constructor("tag:yaml.org,2002:float", _number(_Float, yaml.SafeLoader.construct_yaml_float))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+
+
+def _kind(value: Any) -> str:
+    return "int" if isinstance(value, _Int) else "float" if isinstance(value, _Float) else type(value).__name__
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -117,7 +152,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must hold named blocks (a mapping), got {type(data).__name__}")
+        raise ConfigError(f"{path}: must hold named blocks (a mapping), got {_kind(data)}")
     return data
 
 
@@ -277,7 +312,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value in choices and not (isinstance(value, bool) and True in choices):
-            return value
+            return choices[choices.index(value)]  # the plain value, not a number that remembers its text
         raise ConfigError(f"{key} = {_show(value)}: must be one of {', '.join(_show(c) for c in choices)}")
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
@@ -302,7 +337,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"{key} = {_show(value)}: must be true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return int(value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise ConfigError(f"{key} = {_show(value)}: must be an integer")
@@ -324,7 +359,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
+            return getattr(value, "text", str(value))  # as written: `0123` stays 0123
         raise ConfigError(f"{key} = {_show(value)}: must be a string")
     raise TypeError(f"unsupported config type {tp} for {key}")
 
@@ -382,7 +417,7 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, Any]]:
 
 def _parse_value(key: str, text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else text
+        return _load_yaml(text) if text.strip() else text
     except yaml.YAMLError:
         return text
 

@@ -8,6 +8,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app.config import (
     Config,
@@ -223,6 +224,17 @@ def test_a_users_own_yaml_file_is_a_block(tmp_path: Path) -> None:
     mine.write_text("stream:\n  fps: 24\n")
     assert resolve([str(mine)], environ={}, blocks=BLOCKS).stream.fps == 24
 
+
+
+def test_text_settings_keep_numbers_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 reads 0123 as octal 83, 2024_01 as 202401 and 1:20 as 80; a text setting is what was typed."""
+    cfg = resolve([], parse_overrides(["--chat.channel", "0123", "--run.name", "2024_01"]), environ={}, blocks=BLOCKS)
+    assert (cfg.chat.channel, cfg.run.name) == ("0123", "2024_01")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("chat:\n  channel: 1:20\nrun:\n  name: 1e3\nstream:\n  fps: 24\n")
+    cfg = resolve([str(mine)], environ={}, blocks=BLOCKS)
+    assert (cfg.chat.channel, cfg.run.name, cfg.stream.fps) == ("1:20", "1e3", 24)
+    assert type(cfg.stream.fps) is int and yaml.safe_load(yaml.safe_dump(to_dict(cfg)))["chat"]["channel"] == "1:20"
 
 
 def test_obs_mode_needs_the_local_stream_or_a_game_url() -> None:
