@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 
 from annotated_types import Interval
 
+MIN_TOKEN_CHARS = 16
+"""The shortest dashboard token accepted when the dashboard is reachable beyond loopback."""
+
 __all__ = ["ChatConfig", "DashboardConfig", "RunConfig", "SchedulerConfig", "StorageConfig"]
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -55,6 +58,10 @@ class DashboardConfig:
         if self.host not in ("127.0.0.1", "localhost", "::1") and not self.token:
             raise ValueError(f"dashboard.host = {self.host!r}: binding beyond loopback needs a token; "
                              "set DREAMSTREAM_DASHBOARD_TOKEN")
+        if self.host not in ("127.0.0.1", "localhost", "::1") and len(self.token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"dashboard.host = {self.host!r}: DREAMSTREAM_DASHBOARD_TOKEN has {len(self.token)} "
+                             f"characters; a dashboard reachable from the network needs at least {MIN_TOKEN_CHARS} "
+                             "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,10 @@ box (the operator chats and runs polls with the same commands as viewers), and t
 
 from __future__ import annotations
 
+import collections
 import hmac
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ __all__ = ["DashboardServices", "create_app"]
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 TOKEN_COOKIE = "dreamstream_token"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+AUTH_FAILURES = 10
+AUTH_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,34 @@ def _require_same_site_json(request: Request, example: str) -> None:
 
 
 def _auth(token: str) -> Callable[[Request], None]:
+    """The token check; a client that keeps guessing wrong (AUTH_FAILURES within AUTH_WINDOW_S) is refused
+    for AUTH_WINDOW_S without its guesses being checked."""
+    failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+    lock = threading.Lock()
+
     def check(request: Request) -> None:
         if not token:
             return
+        client = request.client.host if request.client is not None else ""
+        now = time.monotonic()
+        with lock:
+            recent = failures.get(client)
+            while recent and now - recent[0] > AUTH_WINDOW_S:
+                recent.popleft()
+            if recent is not None and len(recent) >= AUTH_FAILURES:
+                raise HTTPException(status_code=429, detail="too many wrong dashboard tokens; wait a minute",
+                                    headers={"Retry-After": str(int(AUTH_WINDOW_S))})
         given = request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token") or ""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             given = header[7:]
         if not hmac.compare_digest(given.encode(), token.encode()):
+            if given:  # a page opened without the token yet is no guess
+                with lock:
+                    failures.setdefault(client, collections.deque()).append(now)
+                    failures.move_to_end(client)
+                    while len(failures) > 1000:
+                        failures.popitem(last=False)
             raise HTTPException(status_code=401, detail="missing or wrong dashboard token",
                                 headers={"WWW-Authenticate": "Bearer"})
     return check
@@ -141,7 +166,8 @@ def _pages_router(templates: Jinja2Templates, cfg: DashboardConfig) -> APIRouter
 
 def create_app(cfg: DashboardConfig, services: DashboardServices) -> FastAPI:
     """Return the dashboard app bound to `services`."""
-    app = FastAPI(title="DreamStream dashboard", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="DreamStream dashboard", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     if cfg.host in LOOPBACK_HOSTS:
         # Bound to loopback without a token, the dashboard trusts whoever reaches it, so it answers only to
         # loopback names: a web page elsewhere cannot reach it by DNS rebinding (its Host header is foreign).

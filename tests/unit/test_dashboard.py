@@ -49,6 +49,23 @@ def test_token_is_required_when_set(services) -> None:
     page = client.get("/?token=s3cret")
     assert page.status_code == 200
     assert client.get("/api/status").status_code == 200  # the cookie set by the page authenticates later calls
+    assert client.get("/openapi.json").status_code in (401, 404)  # no API schema for whoever asks
+
+
+def test_a_client_guessing_tokens_is_refused_for_a_while(services) -> None:
+    svc, _ = services
+    client = TestClient(create_app(DashboardConfig(token="s3cret"), svc), base_url="http://127.0.0.1")
+    for i in range(10):
+        assert client.get("/api/status", headers={"Authorization": f"Bearer guess{i}"}).status_code == 401
+    refused = client.get("/api/status", headers={"Authorization": "Bearer s3cret"})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"  # even the right one, for now
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_dashboard_on_the_network_needs_a_long_token() -> None:
+    with pytest.raises(ValueError, match="has 6 characters; .* at least 16"):
+        DashboardConfig(host="0.0.0.0", token="s3cret")
+    DashboardConfig(host="127.0.0.1", token="s3cret")  # on loopback the operator's own choice
 
 
 def test_loopback_dashboard_refuses_foreign_host_names(services) -> None:
@@ -58,8 +75,8 @@ def test_loopback_dashboard_refuses_foreign_host_names(services) -> None:
     assert TestClient(app, base_url="http://evil.example:8080").get("/api/status").status_code == 400
     assert TestClient(app, base_url="http://localhost:8080").get("/api/status").status_code == 200
     # Bound beyond loopback, the token guards it and any name (a LAN address, a proxy's) is accepted.
-    shared = TestClient(create_app(DashboardConfig(host="0.0.0.0", token="t"), svc), base_url="http://10.0.0.5:8080")
-    assert shared.get("/api/status", headers={"Authorization": "Bearer t"}).status_code == 200
+    shared = TestClient(create_app(DashboardConfig(host="0.0.0.0", token="t" * 16), svc), base_url="http://10.0.0.5:8080")
+    assert shared.get("/api/status", headers={"Authorization": "Bearer " + "t" * 16}).status_code == 200
 
 
 def test_local_chat_box_posts_as_the_operator_and_refuses_cross_site_posts(services) -> None:
