@@ -50,7 +50,7 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every component not yet started (components may be added and started in stages)."""
-        for comp in self._components.values():
+        for comp in list(self._components.values()):
             if comp.thread is None:
                 comp.thread = threading.Thread(target=self._keep_running, args=(comp,), name=comp.name,
                                                daemon=True)
@@ -85,14 +85,16 @@ class Supervisor:
     def join(self, timeout_s: float = 10.0) -> list[str]:
         """Wait for every component to finish after `stop_event` is set; return the names still running."""
         deadline = time.monotonic() + timeout_s
-        for comp in self._components.values():
+        for comp in list(self._components.values()):
             if comp.thread is not None:
                 comp.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        stuck = [c.name for c in self._components.values() if c.thread is not None and c.thread.is_alive()]
+        stuck = [c.name for c in list(self._components.values()) if c.thread is not None and c.thread.is_alive()]
         for name in stuck:
             log.error("component %s did not stop within %.0fs", name, timeout_s)
         return stuck
 
     def status(self) -> dict[str, dict[str, Any]]:
+        # A copy: components are added from the app's thread while the dashboard asks (a dict changing size
+        # during the iteration would fail that request).
         return {c.name: {"state": c.state, "restarts": c.restarts, "last_error": c.last_error}
-                for c in self._components.values()}
+                for c in list(self._components.values())}
