@@ -31,6 +31,10 @@ class RunConfig:
     """Cap on env steps per second in `run`, so viewers can follow the game (0: no cap; `train` has none)."""
     status_interval_s: Annotated[float, Interval(gt=0, le=3600)] = 10.0
     """Seconds between status lines in the log and metric rows in the metrics store."""
+    train_metrics_interval_s: Annotated[float, Interval(ge=0, le=3600)] = 10.0
+    """The learner writes one metrics row (the mean over the updates since the last) at most this often and
+    every 10 updates at most (the session's first update at once): a fast GPU writes no more rows than a CPU,
+    so metrics.jsonl and TensorBoard grow by a few MB a day."""
     log_level: LogLevel = "info"
     """Console and file log level."""
     compile_cache: str = "compile_cache"

@@ -120,7 +120,8 @@ class Training:
         # Across processes only process 0 keeps checkpoints (the parameters are the same everywhere).
         self.checkpointer = Checkpointer(run_root / "checkpoints", keep=cfg.scheduler.keep_checkpoints,
                                          keep_best=1, best_metric=ranking_metric(cfg)) if is_primary() else None
-        self.learner = Learner(self.agent, self.replay, train_ratio=cfg.run.train_ratio, env_steps=env_steps)
+        self.learner = Learner(self.agent, self.replay, train_ratio=cfg.run.train_ratio, env_steps=env_steps,
+                               metrics_interval_s=cfg.run.train_metrics_interval_s)
 
     @property
     def is_learning(self) -> bool:

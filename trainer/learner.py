@@ -55,12 +55,16 @@ class Learner:
     """Trains `agent` from `replay` at `train_ratio` replayed steps per env step."""
 
     def __init__(self, agent: DreamerAgent, replay: Replay, *, train_ratio: float, env_steps: Callable[[], int],
-                 updates: int = 0, metrics_every: int = 10) -> None:
+                 updates: int = 0, metrics_every: int = 10, metrics_interval_s: float = 0.0) -> None:
+        """Metrics: the session's first update at once, then one row per `metrics_every` updates and at least
+        `metrics_interval_s` seconds, each the mean over the updates since the row before (so a fast GPU writes
+        no more rows than a CPU, and no update goes unseen)."""
         self.agent, self.replay = agent, replay
         self.train_ratio = train_ratio
         self.env_steps = env_steps
         self.updates = updates
         self.metrics_every = metrics_every
+        self.metrics_interval_s = metrics_interval_s
         # This process's share of each batch (all of it unless training spans processes).
         self.batch_size = agent.local_batch_size
         self.batch_length = agent.cfg.batch_length
@@ -190,9 +194,10 @@ class Learner:
         self._check_taken()
 
     def run(self, stop: threading.Event, on_metrics: Callable[[int, dict[str, float]], None]) -> None:
-        """Train until `stop`; after the session's first update, then every `metrics_every` updates, pass host
+        """Train until `stop`; after the session's first update, then as the constructor says, pass host
         metrics to `on_metrics` (the first at once: with a big model on a CPU, ten updates can take minutes)."""
-        window_t, window_updates, first = None, self.updates, True
+        window_t, window_updates, window_nonfinite, first = None, self.updates, self.nonfinite, True
+        sums: dict[str, tuple[float, int]] = {}  # the window's finite updates: key -> (sum, count)
         buffer_sets = [self.replay.batch_buffers(self.batch_size) for _ in range(2)]
         lowered = False
         while True:
@@ -238,10 +243,20 @@ class Learner:
                 lowered = True
                 log.debug("lowered the CPU priority of %d learner threads", lower_compute_priority())
             self._check_finite(host)
-            if first or self.updates % self.metrics_every == 0:
-                first, now = False, time.monotonic()
+            if host.get("opt/finite", 1.0) >= 1.0:  # a skipped update's losses would poison the window's mean
+                for key, value in host.items():
+                    total, n = sums.get(key, (0.0, 0))
+                    sums[key] = (total + value, n + 1)
+            now = time.monotonic()
+            if first or (self.updates - window_updates >= self.metrics_every
+                         and now - window_t >= self.metrics_interval_s):
+                skipped = {key for key, value in host.items() if key not in sums}
+                host = {**{key: host[key] for key in skipped}, **{key: total / n for key, (total, n) in sums.items()}}
+                sums.clear()
+                first = False
                 host["fps/updates"] = (self.updates - window_updates) / max(now - window_t, 1e-9)
-                window_t, window_updates = now, self.updates
+                host["opt/skipped_updates"] = float(self.nonfinite - window_nonfinite)  # non-finite, not applied
+                window_t, window_updates, window_nonfinite = now, self.updates, self.nonfinite
                 host["replay/ratio"] = self.ratio()
                 host["replay/size"] = float(self.replay.size)
                 host["replay/write_errors"] = float(self.replay.write_errors)

@@ -197,7 +197,7 @@ def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) ->
     assert stream.data["latent_ok"][:60].all()  # the actor's latents are stored with their steps
     acting = stream.data["deter"][:60].copy()
     stop = threading.Event()
-    t.learner.metrics_every = 3
+    t.learner.metrics_every, t.learner.metrics_interval_s = 3, 0.0
     reported = []
 
     def on_metrics(updates: int, metrics: dict[str, float]) -> None:
@@ -208,7 +208,7 @@ def test_replay_context_end_to_end_latents_from_acting_and_training(tmp_path) ->
     t.learner.run(stop, on_metrics)
     assert t.learner.updates >= 3 and t.replay.sampled_sequences >= 3 * cfg.trainer.batch_size
     # The session's first update is reported at once (a curve to show within seconds), then every 3.
-    assert [u for u, _ in reported] == [1, 3]
+    assert [u for u, _ in reported] == [1, 4]
     assert all(m["fps/updates"] > 0 and np.isfinite(m["loss/image"]) for _, m in reported)
     assert not np.array_equal(stream.data["deter"][:60], acting)  # training wrote its own latents back
     t.close()
@@ -226,3 +226,55 @@ def test_compile_cache_is_in_the_run_dir_unless_configured_or_jax_says_otherwise
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
     assert where() == tmp_path / "jax"  # JAX's own variable, when the key is left alone
     assert where(("run.compile_cache", str(tmp_path / "shared"))) == tmp_path / "shared"  # the config wins
+
+
+class ScriptedAgent:
+    """Stands in for DreamerAgent in the learner's loop: update n reports loss n, and update 5 is non-finite."""
+
+    local_batch_size, multiprocess = 2, False
+
+    class cfg:  # the attributes the learner reads from a TrainerConfig
+        batch_length, train_after, replay_context = 8, 0, 0
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def train(self, batch) -> dict[str, float]:
+        self.n += 1
+        bad = self.n == 5
+        return {"loss/x": float("nan") if bad else float(self.n), "opt/finite": 0.0 if bad else 1.0}
+
+
+def test_learner_rows_are_the_mean_of_their_updates_and_at_most_one_per_interval() -> None:
+    import threading
+    import time
+
+    from tests.unit.test_replay import SPEC, fill
+    from trainer.learner import Learner
+    from trainer.replay import Replay
+
+    replay = Replay(SPEC, capacity=400, length=8, chunk_steps=16)
+    fill(replay, 100)
+    agent = ScriptedAgent()
+    learner = Learner(agent, replay, train_ratio=1e9, env_steps=lambda: 100, metrics_every=3)
+    rows, stop = [], threading.Event()
+
+    def on_metrics(updates: int, metrics: dict[str, float]) -> None:
+        rows.append((updates, metrics))
+        stop.set() if updates >= 9 else None
+
+    learner.run(stop, on_metrics)
+    assert [u for u, _ in rows] == [1, 4, 7, 10]  # the first at once, then every 3 updates
+    # Each row is the mean over its updates; update 5 was skipped (non-finite) and counted, not averaged in.
+    assert [m["loss/x"] for _, m in rows] == [1.0, 3.0, 6.5, 9.0]
+    assert [m["opt/skipped_updates"] for _, m in rows] == [0.0, 0.0, 1.0, 0.0]
+    # With an interval, a fast learner writes no more rows than the interval allows.
+    learner.metrics_interval_s, rows[:], stop = 0.5, [], threading.Event()
+    began = time.monotonic()
+    timer = threading.Timer(1.6, stop.set)
+    timer.start()
+    learner.run(stop, lambda updates, metrics: rows.append((updates, metrics)))
+    timer.cancel()
+    elapsed = time.monotonic() - began
+    assert len(rows) <= 1 + elapsed / 0.5 and rows[-1][0] - rows[0][0] > 3 * (len(rows) - 1)
+    assert sum(m["fps/updates"] > 0 for _, m in rows) == len(rows)
