@@ -141,12 +141,13 @@ class _TensorBoard:
             self._writer.close()
 
     def close(self, timeout_s: float) -> None:
-        """Write what is queued and close; gives up after `timeout_s` (a stalled writer is left behind)."""
+        """Write what is queued and close; gives up after `timeout_s` in all (a stalled writer is left behind)."""
+        deadline = time.monotonic() + timeout_s
         try:
             self._queue.put(None, timeout=timeout_s)
         except queue.Full:
             return
-        self._thread.join(timeout_s)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -913,6 +913,9 @@ class Runner:
         now = time.monotonic()
         with self._lock:
             step, updates = self.counters.env_step, self.counters.updates
+            learner = self.training.learner if self.training is not None else None
+            if learner is not None:  # live (the counters' copy moves only with the learner's metrics rows)
+                updates = learner.updates
             then, then_step, then_updates = self._last_report
             self._fps["env"] = (step - then_step) / max(now - then, 1e-6)
             self._fps["updates"] = max(0, updates - then_updates) / max(now - then, 1e-6)

@@ -7,6 +7,7 @@ its state on an HTTP `/stat` page.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import logging
 import os
@@ -78,6 +79,7 @@ class LocalRtmpServer:
                               "`apt-get install nginx libnginx-mod-rtmp` (or `make setup`)")
         self.port = self.http_port = 0
         self._proc: subprocess.Popen | None = None
+        self._spawner: concurrent.futures.ThreadPoolExecutor | None = None
 
     def start(self, timeout_s: float = 30.0) -> LocalRtmpServer:
         """Start nginx on free ports and wait until it accepts RTMP connections."""
@@ -90,8 +92,13 @@ class LocalRtmpServer:
                                       record_interval_s=self.record_interval_s))
         self._kill_stale()
         log_file = (self.directory / "nginx.out").open("ab")
-        self._proc = subprocess.Popen([self.nginx, "-c", str(conf), "-p", f"{self.directory}/"], stdout=log_file,
-                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+        # Spawned from a thread of our own that lives until stop(): Linux's parent-death signal follows the
+        # spawning *thread*, so nginx started again by a supervisor thread would be ended with that thread.
+        if self._spawner is None:
+            self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="local-rtmp-spawner")
+        self._proc = self._spawner.submit(
+            subprocess.Popen, [self.nginx, "-c", str(conf), "-p", f"{self.directory}/"], stdout=log_file,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent).result()
         log_file.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -156,14 +163,19 @@ class LocalRtmpServer:
     def stop(self) -> None:
         """Stop nginx gracefully (SIGQUIT lets it finish its recordings), then kill it if it lingers."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGQUIT)
+        spawner, self._spawner = self._spawner, None
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            if proc is None or proc.poll() is not None:
+                return
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        finally:
+            if spawner is not None:  # after nginx has ended: its spawning thread may go now
+                spawner.shutdown(wait=False)
 
     def kill(self) -> None:
         """Kill nginx at once (to test what a crashed ingest does to the stream)."""

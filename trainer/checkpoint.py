@@ -10,6 +10,7 @@ error instead: nothing is overwritten.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import shutil
@@ -27,6 +28,20 @@ from trainer.errors import TrainerError
 __all__ = ["Checkpointer"]
 
 log = logging.getLogger(__name__)
+
+KEEP_DAMAGED = 3
+"""Damaged checkpoints kept in `damaged/` (the oldest beyond these are deleted)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for a failure that says nothing about the files (memory, file handles): the checkpoint is kept."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, MemoryError) or (isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE,
+                                                                                 errno.ENOMEM, errno.ENOSPC)):
+            return True
+        if e is not None and "RESOURCE_EXHAUSTED" in str(e):
+            return True
+    return False
 
 
 class Checkpointer:
@@ -115,8 +130,10 @@ class Checkpointer:
                         f"layout ({mismatch}): an earlier DreamStream version or other model settings wrote it. "
                         "Resume with the version and config that wrote it, or train in a new run dir "
                         "(--logdir); nothing was changed or deleted.") from exc
+                transient = _transient(exc)
                 log.warning("checkpoint %d is unreadable (%s: %s)%s; trying %s", step, type(exc).__name__,
-                            str(exc)[:200], self._set_aside(step), "an older one" if steps is None else "the next one")
+                            str(exc)[:200], " (not for lack of memory or file handles: kept)" if transient else
+                            self._set_aside(step), "an older one" if steps is None else "the next one")
                 continue
             meta = {k: v.item() for k, v in tree["meta"].items()}
             log.info("restored checkpoint %d", step)
@@ -157,6 +174,8 @@ class Checkpointer:
             return f", and could not be moved aside ({exc})"
         finally:
             self._manager.reload()
+        for old in sorted(target.parent.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEEP_DAMAGED]:
+            shutil.rmtree(old, ignore_errors=True)  # the newest few are kept for a look, not the disk's worth
         return f", moved to {target}"
 
     def delete(self, step: int) -> None:

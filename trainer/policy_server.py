@@ -110,7 +110,15 @@ class PolicyServer:
         self.last_sync = 0.0
         self.restarts = 0
         self._params = params
+        # Pushes go through one sender thread holding only the newest parameters: the learner hands them over
+        # and goes on (no pickling, no wait for a child that is busy or restarting), and the pipe has one
+        # writer at a time (the sender or a start, under _params_lock).
+        self._pending: Any = None
+        self._closed = False
+        self._pushed = threading.Condition()
         self._start()
+        self._sender = threading.Thread(target=self._send_pushes, name="policy-params-push", daemon=True)
+        self._sender.start()
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
@@ -129,11 +137,10 @@ class PolicyServer:
             self._proc.start()
             child.close()
             child_params.close()
+            with self._pushed:
+                params, self._pending = self._params, None  # the newest: a push waiting now is this one
             try:
-                params = None
-                while params is not self._params:  # a push skipped meanwhile is sent here
-                    params = self._params
-                    self._params_conn.send(params)
+                self._params_conn.send(params)
                 sent = True
             except OSError:
                 sent = False
@@ -191,25 +198,37 @@ class PolicyServer:
         return self._request("act", (stream, image, mask, is_first))
 
     def sync(self, params: Any) -> None:
-        """Send new parameters (host numpy arrays) on their own pipe; acting picks them up without waiting.
-
-        The learner never waits for a (re)start of the child: the start sends these parameters itself."""
-        self._params = params  # what a restarted child starts from
-        if not self._params_lock.acquire(blocking=False):
-            return
-        try:
-            self._params_conn.send(params)
-        except OSError:
-            log.debug("parameter push skipped: the policy process is down (it restarts at the next act)")
-        finally:
-            self._params_lock.release()
+        """Hand new parameters (host numpy arrays) to the sender thread and return at once; acting picks them
+        up without waiting. Pushes that come faster than they can be sent are coalesced to the newest."""
+        with self._pushed:
+            self._params = params  # what a restarted child starts from
+            self._pending = params
+            self._pushed.notify()
         self.last_sync = time.monotonic()
+
+    def _send_pushes(self) -> None:
+        while True:
+            with self._pushed:
+                while self._pending is None and not self._closed:
+                    self._pushed.wait()
+                if self._closed:
+                    return
+                params, self._pending = self._pending, None
+            with self._params_lock:
+                try:
+                    self._params_conn.send(params)
+                except OSError:
+                    log.debug("parameter push skipped: the policy process is down (it restarts with the newest)")
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid
 
     def close(self) -> None:
+        with self._pushed:
+            self._closed = True
+            self._pushed.notify()
+        self._sender.join(timeout=30)
         with self._lock:
             with self._params_lock:
                 self._params_conn.close()  # ends the child's parameter thread before the child exits

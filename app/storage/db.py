@@ -96,9 +96,15 @@ def _transactional_ddl(engine: Engine) -> Engine:
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Migrate the database to the newest schema, all or nothing; return (revision before, revision after)."""
     cfg = _alembic_config()
-    ddl = _transactional_ddl(engine)
     try:
         before = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate database {engine.url.database}: {exc.__class__.__name__}: "
+                           f"{exc.args[0] if exc.args else exc}") from None
+    if before is not None and before == head_revision():
+        return before, before  # nothing to do: no write lock taken (a running app may hold it)
+    ddl = _transactional_ddl(engine)
+    try:
         with ddl.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

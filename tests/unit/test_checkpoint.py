@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import jax
@@ -50,6 +51,34 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, caplog) 
     ck.close()
     ck = Checkpointer(tmp_path / "ck", keep=3)
     assert ck.steps() == [1, 2] and ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})[0] == 2
+    ck.close()
+
+
+def test_only_real_damage_moves_a_checkpoint_aside_and_only_the_newest_damaged_are_kept(tmp_path) -> None:
+    import errno
+    import time
+
+    from trainer.checkpoint import KEEP_DAMAGED, _transient
+
+    # Lack of memory or file handles says nothing about the files: such a checkpoint stays where it is.
+    assert _transient(MemoryError()) and _transient(OSError(errno.EMFILE, "Too many open files"))
+    chained = ValueError("restore failed")
+    chained.__cause__ = RuntimeError("RESOURCE_EXHAUSTED: out of memory allocating 4 GB")
+    assert _transient(chained) and not _transient(ValueError("bad header")) and not _transient(OSError(errno.EIO, ""))
+    damaged = tmp_path / "ck" / "damaged"
+    for i in range(KEEP_DAMAGED + 2):  # left by earlier sessions
+        (damaged / f"{90 + i}-old").mkdir(parents=True)
+        t = time.time() - 1000 + i
+        os.utime(damaged / f"{90 + i}-old", (t, t))
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    ck.save(2, state_of(2.0), {"updates": 2, "env_step": 0})
+    for path in (tmp_path / "ck" / "2").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(b"\0" * 7)
+    assert ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})[0] == 1
+    kept = sorted(p.name.split("-")[0] for p in damaged.iterdir())
+    assert len(kept) == KEEP_DAMAGED and "2" in kept and "90" not in kept  # the oldest went
     ck.close()
 
 

@@ -332,11 +332,13 @@ def test_the_huds_update_rate_is_measured_so_it_falls_to_zero_when_updates_stop(
     import time
 
     r = open_runner(["tiny", "catch"], [])
+    learner = r.training.learner
     now = time.monotonic()
-    r._last_report = (now - 10.0, r.counters.env_step, r.counters.updates - 50)  # 50 updates in the last 10 s
+    r._last_report = (now - 10.0, r.counters.env_step, learner.updates)
+    learner.updates += 50  # 50 updates in the last 10 s, none of them reported in a metrics row yet
     r.report_status()
     assert 4.0 < r._overlay_state().hud["updates / s"] <= 5.0
-    r.training.learner.update_s_ema = 0.2  # the learner's own average stays at its last value when it stops...
-    r._last_report = (time.monotonic() - 10.0, r.counters.env_step, r.counters.updates)
+    learner.update_s_ema = 0.2  # the learner's own average stays at its last value when it stops...
+    r._last_report = (time.monotonic() - 10.0, r.counters.env_step, learner.updates)
     r.report_status()
     assert r._overlay_state().hud["updates / s"] == 0.0  # ...the HUD does not

@@ -52,14 +52,13 @@ def test_token_is_required_when_set(services) -> None:
     assert client.get("/openapi.json").status_code in (401, 404)  # no API schema for whoever asks
 
 
-def test_a_client_guessing_tokens_is_refused_for_a_while(services) -> None:
+def test_wrong_tokens_are_told_in_the_log_but_never_lock_the_operator_out(services, caplog) -> None:
     svc, _ = services
     client = TestClient(create_app(DashboardConfig(token="s3cret"), svc), base_url="http://127.0.0.1")
-    for i in range(10):
-        assert client.get("/api/status", headers={"Authorization": f"Bearer guess{i}"}).status_code == 401
-    refused = client.get("/api/status", headers={"Authorization": "Bearer s3cret"})
-    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"  # even the right one, for now
-    assert client.get("/healthz").status_code == 200
+    for i in range(30):  # a stale tab polling with an old token, or a guesser
+        assert client.get("/api/status", headers={"Authorization": f"Bearer old{i}"}).status_code == 401
+    assert client.get("/api/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert caplog.text.count("request(s) with a wrong token from") == 1  # once a minute, not 30 lines
 
 
 def test_a_dashboard_on_the_network_needs_a_long_token() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -69,6 +70,7 @@ def test_pushes_during_a_restart_never_garble_the_pipe(agent) -> None:
     while restart.is_alive():  # the learner pushes after every update, also while the child starts
         server.sync(params)
         pushes += 1
+        time.sleep(0.01)
     restart.join()
     for _ in range(3):
         server.sync(params)

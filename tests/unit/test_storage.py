@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -29,6 +30,11 @@ def test_upgrade_creates_the_schema_and_is_idempotent(tmp_path) -> None:
     assert upgrade(engine) == (None, head_revision())
     assert upgrade(engine) == (head_revision(), head_revision())
     assert current_revision(engine) == head_revision()
+    holder = sqlite3.connect(tmp_path / "db" / "dreamstream.db")
+    holder.execute("BEGIN IMMEDIATE")  # a running app in the middle of a write
+    assert upgrade(engine) == (head_revision(), head_revision())  # at head: no write lock is waited for
+    holder.rollback()
+    holder.close()
     assert {"runs", "episodes", "events", "alembic_version"} <= set(inspect(engine).get_table_names())
     engine.dispose()
 
