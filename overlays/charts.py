@@ -23,6 +23,10 @@ MARKERS_BELOW = 40
 """Series with fewer points get a dot on every point (sparse eval scores, Elo after a few matches)."""
 
 
+LIMIT = 1e300
+"""The largest magnitude a chart draws; beyond it the value is drawn at the limit."""
+
+
 def clean_series(steps: object, values: object) -> tuple[np.ndarray, np.ndarray]:
     """Return (x, y) float64 arrays of the finite pairs, sorted by x; lengths are cut to the shorter input."""
     x = np.asarray(steps, np.float64).ravel()
@@ -30,7 +34,8 @@ def clean_series(steps: object, values: object) -> tuple[np.ndarray, np.ndarray]
     n = min(len(x), len(y))
     x, y = x[:n], y[:n]
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    # Finite, but so large that a span or a margin between two of them overflows to inf: held to +-1e300.
+    x, y = np.clip(x[keep], -LIMIT, LIMIT), np.clip(y[keep], -LIMIT, LIMIT)
     if len(x) > 1 and np.any(np.diff(x) < 0):
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]

@@ -102,15 +102,26 @@ def compact(value: float | None, *, signed: bool = False, trim: bool = False) ->
     return "0" if body in ("-0", "0.00", "-0.00") else sign + body
 
 
+def drawable(content: str) -> str:
+    """`content` with what OpenCV's text functions cannot take replaced by '?': a lone surrogate (e.g. from a
+    run dir name that is not UTF-8) makes them crash the whole process (a segfault, not an exception)."""
+    try:
+        content.encode("utf-8")
+        return content
+    except UnicodeEncodeError:
+        return content.encode("utf-8", "replace").decode("utf-8")
+
+
 @functools.lru_cache(maxsize=8192)
 def text_width(content: str, size_px: int, weight: int = 400) -> int:
     """Return the advance width of `content` in pixels."""
-    return int(cv2.getTextSize((0, 0), content, (0, 0), _font(), size_px, weight)[2])
+    return int(cv2.getTextSize((0, 0), drawable(content), (0, 0), _font(), size_px, weight)[2])
 
 
 @functools.lru_cache(maxsize=8192)
 def fit_text(content: str, size_px: int, weight: int, max_w: int) -> str:
     """Return `content`, cut and ended with '…' if needed so that it is at most `max_w` pixels wide."""
+    content = drawable(content)
     if text_width(content, size_px, weight) <= max_w:
         return content
     lo, hi = 0, len(content)  # the longest prefix that fits with the ellipsis, by bisection
@@ -141,7 +152,7 @@ def text(img: np.ndarray, box: Rect, content: str, size_px: int, color: tuple[in
     """
     if box.w <= 0 or box.h <= 0 or not content:
         return 0
-    shown = fit_text(content, size_px, weight, box.w)
+    shown = fit_text(content, size_px, weight, box.w)  # drawable: fit_text replaces what OpenCV cannot take
     if not shown:
         return 0
     width = text_width(shown, size_px, weight)
@@ -160,7 +171,7 @@ def wrap_text(content: str, size_px: int, weight: int, width: int, max_lines: in
     """
     if max_lines < 1:
         return []
-    words, lines, i = content.split(), [], 0
+    words, lines, i = drawable(content).split(), [], 0
     while i < len(words):
         room = width - (first_indent if not lines else 0)
         if len(lines) == max_lines - 1:  # the last line takes the rest, ellipsised

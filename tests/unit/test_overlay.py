@@ -189,6 +189,9 @@ TEXT_CASES = [
     pytest.param({"poll": Poll(question=LONG, votes={LONG: 10**12, "b": 1}, seconds_left=1e9)}, "poll", id="poll"),
     pytest.param({"curves": (Curve(label=LONG, steps=[0, 1e15], values=[-1e30, 1e30]),)}, "curves", id="curve"),
     pytest.param({"results": tuple(Result(score=1e30 * i) for i in range(12))}, "results", id="results"),
+    pytest.param({"curves": (Curve(label="x", steps=[0, 1, 2], values=[1e308, -1e308, 0]),)}, "curves",
+                 id="curve-near-float-max"),
+    pytest.param({"run_name": "run-\udcff"}, "header", id="lone-surrogate"),  # a run dir name that is not UTF-8
 ]
 
 
@@ -349,3 +352,11 @@ def test_with_a_version_the_panel_is_redrawn_only_when_it_changes(game) -> None:
     clear_caches()
     assert not np.array_equal(bumped, before) and np.array_equal(bumped, compose(game, replace(
         state, curves=(replace(state.curves[0], version=2),)), HD))
+
+
+def test_text_opencv_cannot_take_is_drawn_as_a_replacement_not_a_crash(game) -> None:
+    """OpenCV segfaults (kills the process) on a lone surrogate, which a non-UTF-8 run dir name or a config
+    value read from such bytes brings in."""
+    frame = compose(game, OverlayState(run_name="r\udcff", notice="bad \ud800 bytes", opponent="o\udcff",
+                                       hud={"k\udcff": "v\udcff"}, action="a\udcff"), HD)
+    assert frame.shape == (HD.height, HD.width, 3)
