@@ -100,9 +100,16 @@ class ChessEnv(gym.Env):
         self._steps = self._illegal = 0
         self._over = None
         self._input.reset()
-        self._open_game()
-        if self.board.turn != self.agent_white:
-            self._opponent_move()
+        for _ in range(100):
+            self._open_game()
+            if self.board.turn != self.agent_white:
+                self._opponent_move()
+            # The opponent's first move can end the game (a mate in one left by the random opening): the agent
+            # would face a board with no legal move. Such an opening is drawn again.
+            if self.board.outcome(claim_draw=True) is None:
+                break
+        else:
+            raise EnvError("chess: 100 random openings in a row ended with the opponent's first move")
         return self._observe(), {}
 
     def _open_game(self) -> None:

@@ -160,6 +160,14 @@ def test_ply_limit_truncates_as_a_draw() -> None:
     assert (info["episode"]["result"], info["episode"]["termination"]) == ("draw", "max_plies")
 
 
+def test_an_opening_the_opponents_first_move_would_end_is_drawn_again() -> None:
+    """Seed 1043: the random opening leaves greedy a mate in one; the agent would face a board with no move."""
+    env = ChessEnv(opponent="greedy", agent_color="white", opening_plies=40)
+    for seed in (1043, 1456):
+        obs, _ = env.reset(seed=seed)
+        assert env.board.outcome(claim_draw=True) is None and obs["action_mask"].any()
+
+
 def test_illegal_action_changes_nothing_and_is_counted() -> None:
     env = ChessEnv(opponent=RandomMover(), agent_color="white", opening_plies=0)
     obs, _ = env.reset(seed=0)
