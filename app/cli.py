@@ -164,8 +164,9 @@ def _environ(env_file: Path | None) -> dict[str, str]:
 
 
 def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logdir: Path | None,
-                environ: dict[str, str]) -> tuple[Config, RunDir, list[str]]:
-    """Resolve the config against the run dir: a new run saves it; a resumed one must stay compatible.
+                environ: dict[str, str], *, save: bool = True) -> tuple[Config, RunDir, list[str]]:
+    """Resolve the config against the run dir: a new run saves it; a resumed one must stay compatible and,
+    with `save`, keeps the changes (`eval` does not: its overrides are for that evaluation only).
 
     Returns the config, the locked run dir and the list of changed keys (for the log).
     """
@@ -188,8 +189,9 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
         cfg = resolve(names, overrides, environ=environ)
     rundir.create()
     rundir.lock()
-    header = f"# Resolved DreamStream config (secrets left out). dreamstream {__version__}\n"
-    atomic_write_text(rundir.config_path, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if save or not rundir.config_path.exists():
+        header = f"# Resolved DreamStream config (secrets left out). dreamstream {__version__}\n"
+        atomic_write_text(rundir.config_path, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return cfg, rundir, changes
 
 
@@ -287,7 +289,7 @@ def _cmd_dry_run(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
 def _cmd_eval(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:
     from app.evaluate import evaluate
 
-    cfg, rundir, _ = prepare_run(args.configs, overrides, args.logdir, _environ(args.env_file))
+    cfg, rundir, _ = prepare_run(args.configs, overrides, args.logdir, _environ(args.env_file), save=False)
     try:
         setup_logging(cfg.run.log_level, rundir.log_path, secret_values(cfg))
         return evaluate(cfg, rundir, episodes=args.episodes)
@@ -309,10 +311,18 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 def _saved_database(logdir: Path) -> str:
     rundir = RunDir(logdir)
-    if rundir.config_path.exists():
+    if not rundir.config_path.exists():
+        if not rundir.root.is_dir():
+            raise ConfigError(f"--logdir {logdir}: no such run dir")
+        return Config().storage.database
+    try:
         saved = yaml.safe_load(rundir.config_path.read_text()) or {}
-        return str(saved.get("storage", {}).get("database", "dreamstream.db"))
-    return Config().storage.database
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{rundir.config_path} is not valid YAML ({exc}); fix it, or name the database "
+                          "with --database") from None
+    storage = saved.get("storage") if isinstance(saved, dict) else None
+    database = storage.get("database") if isinstance(storage, dict) else None
+    return str(database) if database else Config().storage.database
 
 
 def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> int:

@@ -49,6 +49,7 @@ def test_train_headless_eval_and_db_upgrade(tmp_path) -> None:
     with sqlite3.connect(logdir / "dreamstream.db") as db:
         rows = db.execute("select mode, length from episodes where mode = 'eval'").fetchall()
     assert rows == [("eval", 50), ("eval", 50)]
+    assert "max_episode_steps: 50" not in (logdir / "config.yaml").read_text()  # eval's overrides are its own
 
     up = run("db", "upgrade", "--logdir", str(logdir))
     assert up.returncode == 0 and up.stdout.strip().endswith("schema already at 0001"), up.stdout

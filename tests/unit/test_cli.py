@@ -22,6 +22,8 @@ BLOCK_NAMES = ", ".join(sorted(n for n in load_blocks() if n != "defaults"))
                  "(--stream.fps)", id="overrides-where-none-apply"),
     pytest.param(["run", "--env-file", "/nonexistent/.env"], "ConfigError: --env-file /nonexistent/.env: no such "
                  "file", id="env-file"),
+    pytest.param(["db", "upgrade", "--logdir", "/nonexistent/run"],
+                 "ConfigError: --logdir /nonexistent/run: no such run dir", id="db-no-run-dir"),
     pytest.param(["stream", "test", "--target", "foo"], "ConfigError: --target 'foo': must be 'local', 'twitch' or "
                  "an rtmp(s):// URL", id="stream-target"),
 ])
@@ -88,3 +90,13 @@ def test_train_dry_run_prints_parameter_counts_and_writes_nothing(capsys, tmp_pa
     assert "resolved model: 687,875 parameters" in out
     assert "size12m:    10,498,259 parameters" in out and "size400m" in out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_db_upgrade_of_a_run_dir_with_a_broken_config_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("storage: [unclosed\n")
+    assert main(["db", "upgrade", "--logdir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith(f"ConfigError: {tmp_path / 'run' / 'config.yaml'} is not valid YAML")
+    (tmp_path / "run" / "config.yaml").write_text("storage:\n")  # empty section: the default database
+    assert main(["db", "upgrade", "--logdir", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "dreamstream.db").exists()
