@@ -25,8 +25,8 @@ from envs import EnvConfig
 if TYPE_CHECKING:
     from app.config import Config
 
-__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "play_episodes",
-           "ranking_metric", "score_of", "with_opponent"]
+__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "held_out",
+           "play_episodes", "ranking_metric", "score_of", "with_opponent"]
 
 EVAL_SEED_OFFSET = 10_000_000
 """Evaluation episode i uses seed env.seed + EVAL_SEED_OFFSET + i; training seeds count up from env.seed."""
@@ -103,6 +103,14 @@ def ranking_metric(cfg: Config) -> str:
 def with_opponent(env: EnvConfig, spec: str) -> EnvConfig:
     """`env` with another chess opponent (a spec such as 'greedy' or 'stockfish:elo=1700')."""
     return replace(env, chess=replace(env.chess, opponent=spec))
+
+
+def held_out(env: EnvConfig) -> EnvConfig:
+    """The env a checkpoint is scored on: for mate-in-1, the held-out positions (the training ones would score
+    memory, not what the agent can do on positions it never saw); other games as configured."""
+    if env.id == "chess-mate-in-1" and env.mate.split == "train":
+        return replace(env, mate=replace(env.mate, split="test"))
+    return env
 
 
 def eval_plan(env: EnvConfig, episodes: int, *, elo_estimate: float | None = None,

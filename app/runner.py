@@ -38,6 +38,7 @@ from app.evaluation import (
     Score,
     eval_plan,
     first_elo_estimate,
+    held_out,
     play_episodes,
     ranking_metric,
     score_of,
@@ -650,7 +651,7 @@ class Runner:
             best = self.training.best()
             self._elo_estimate = first_elo_estimate(self._actor_env_config(),
                                                     best[1].mean if best is not None else None)
-        return eval_plan(self.cfg.env, episodes, elo_estimate=self._elo_estimate if self._rates else None,
+        return eval_plan(held_out(self.cfg.env), episodes, elo_estimate=self._elo_estimate if self._rates else None,
                          rungs=self.cfg.scheduler.elo_rungs)
 
     def rollback(self, step: int | None = None, *, reason: str = "asked by the operator") -> int:

@@ -85,3 +85,14 @@ def test_eval_plan_spreads_rated_games_over_the_nearest_rungs_and_scores_them() 
     assert score_of(played, rated=False) == Score.of([1.0, -1.0, 0.0])
     elo, se = fit_rating([(1496.0, 1.0), (1754.0, 0.0), (1500.0, 0.5)])
     assert score_of(played, rated=True) == Score(elo, se, 3)
+
+
+def test_checkpoints_of_mate_in_one_are_scored_on_held_out_positions() -> None:
+    from app.config import load_blocks, resolve
+    from app.evaluation import held_out
+
+    mate = resolve(["mate1"], environ={}, blocks=load_blocks()).env
+    assert mate.mate.split == "train" and held_out(mate).mate.split == "test"
+    assert held_out(held_out(mate)) == held_out(mate)
+    other = resolve(["catch"], environ={}, blocks=load_blocks()).env
+    assert held_out(other) is other
