@@ -53,7 +53,7 @@ LADDER: tuple[tuple[str, float], ...] = (
 """(opponent spec, fitted Elo on the SF 15.1 engine scale) of the calibrated rungs, weakest first."""
 
 SPEC_HELP = ("random, greedy, epsilon:<0-1>, stockfish, stockfish:skill=<0-20>, stockfish:elo=<1350-2850>, "
-             "stockfish:depth=<n>, stockfish:nodes=<n>")
+             "stockfish:depth=<1-30>, stockfish:nodes=<1-100000000>")
 
 
 class Opponent(Protocol):
@@ -113,6 +113,10 @@ class Greedy:
         return gain
 
 
+MOVE_TIME_S = 60.0
+"""The longest Stockfish may think about one move (its limits are depth or nodes; this only bounds a hang)."""
+
+
 def find_stockfish(path: str = "") -> str:
     """Return the Stockfish binary: `path`, else on PATH, else Debian's /usr/games/stockfish."""
     candidates = [path] if path else [shutil.which("stockfish") or "", "/usr/games/stockfish"]
@@ -164,15 +168,20 @@ class Stockfish:
     def choose(self, board: chess.Board, rng: random.Random) -> chess.Move:
         import chess.engine
 
+        failure: BaseException | None = None
         for attempt in (1, 2):
-            if self._engine is None:
-                self._engine = self._start()
             try:
+                if self._engine is None:
+                    self._engine = self._start()
+                # A depth or node limit alone has no clock: a hung engine would hang the game for good. The
+                # search stops at MOVE_TIME_S, and python-chess gives up 30 s after that.
                 return self._engine.play(board, self.limit).move
-            except (chess.engine.EngineTerminatedError, chess.engine.EngineError, OSError) as exc:
-                log.warning("stockfish failed (%s); restarting it (attempt %d)", exc, attempt)
+            except (chess.engine.EngineTerminatedError, chess.engine.EngineError, OSError, TimeoutError) as exc:
+                failure = exc
+                log.warning("stockfish failed (%s: %s); restarting it (attempt %d)", type(exc).__name__, exc, attempt)
                 self.close()
-        raise EnvError(f"stockfish at {self.path} keeps failing; check the binary runs: `{self.path}`")
+        raise EnvError(f"stockfish at {self.path} keeps failing ({type(failure).__name__}: {failure}); check that "
+                       f"the binary runs: `{self.path}`")
 
     def close(self) -> None:
         engine, self._engine = self._engine, None
@@ -190,7 +199,7 @@ class Stockfish:
 def _engine_limit(depth: int | None, nodes: int | None):
     import chess.engine
 
-    return chess.engine.Limit(depth=depth, nodes=nodes)
+    return chess.engine.Limit(depth=depth, nodes=nodes, time=MOVE_TIME_S)
 
 
 class EpsilonMix:
@@ -254,9 +263,9 @@ def make_opponent(spec: str | Opponent | PolicyOpponent, *, stockfish_path: str 
     kwargs: dict[str, int] = {}
     if arg:
         key, _, value = arg.partition("=")
-        bounds = {"skill": (0, 20), "elo": (1350, 2850), "depth": (1, 60), "nodes": (1, 10**9)}
+        bounds = {"skill": (0, 20), "elo": (1350, 2850), "depth": (1, 30), "nodes": (1, 10**8)}
         if key not in bounds or not value.isdigit() or not bounds[key][0] <= int(value) <= bounds[key][1]:
             raise EnvError(f"chess opponent {spec!r}: expected one of stockfish:skill=<0-20>, "
-                           "stockfish:elo=<1350-2850>, stockfish:depth=<n>, stockfish:nodes=<n>")
+                           "stockfish:elo=<1350-2850>, stockfish:depth=<1-30>, stockfish:nodes=<1-100000000>")
         kwargs[key] = int(value)
     return Stockfish(path=stockfish_path, **kwargs)

@@ -67,6 +67,16 @@ def test_missing_binary_is_a_clear_error() -> None:
                                "stockfish` (or `make setup`) or set env.chess.stockfish_path")
 
 
+def test_a_binary_that_is_not_an_engine_is_a_clear_error(tmp_path) -> None:
+    not_an_engine = tmp_path / "stockfish"
+    not_an_engine.write_text("#!/bin/sh\nexit 0\n")
+    not_an_engine.chmod(0o755)
+    sf = Stockfish(skill=0, path=str(not_an_engine))
+    with pytest.raises(EnvError, match=f"stockfish at {not_an_engine} keeps failing .*check that the binary runs"):
+        sf.choose(chess.Board(), random.Random(0))
+    sf.close()
+
+
 def test_random_agent_loses_to_stockfish_and_the_engine_is_closed() -> None:
     env = envs.make_from_config(envs.EnvConfig(id="chess", chess=envs.config.ChessConfig(opponent="stockfish")))
     rng = np.random.default_rng(0)

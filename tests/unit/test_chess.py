@@ -226,14 +226,14 @@ def test_greedy_mates_in_one_and_takes_the_queen() -> None:
 
 @pytest.mark.parametrize(("spec", "message"), [
     pytest.param("stokfish", "unknown chess opponent 'stokfish'; valid: random, greedy, epsilon:<0-1>, stockfish, "
-                 "stockfish:skill=<0-20>, stockfish:elo=<1350-2850>, stockfish:depth=<n>, stockfish:nodes=<n>",
-                 id="unknown"),
+                 "stockfish:skill=<0-20>, stockfish:elo=<1350-2850>, stockfish:depth=<1-30>, "
+                 "stockfish:nodes=<1-100000000>", id="unknown"),
     pytest.param("epsilon:2", "chess opponent 'epsilon:2': epsilon must be a number between 0 and 1 "
                  "(e.g. epsilon:0.25)", id="epsilon-range"),
     pytest.param("random:3", "chess opponent 'random:3': random takes no argument", id="extra-arg"),
     pytest.param("stockfish:skill=99", "chess opponent 'stockfish:skill=99': expected one of "
-                 "stockfish:skill=<0-20>, stockfish:elo=<1350-2850>, stockfish:depth=<n>, stockfish:nodes=<n>",
-                 id="skill-range"),
+                 "stockfish:skill=<0-20>, stockfish:elo=<1350-2850>, stockfish:depth=<1-30>, "
+                 "stockfish:nodes=<1-100000000>", id="skill-range"),
 ])
 def test_bad_opponent_specs(spec, message) -> None:
     with pytest.raises(EnvError) as info:
