@@ -183,6 +183,7 @@ def test_app_obs_mode_shows_a_requested_card_then_goes_back_live(monkeypatch) ->
     mode = ObsMode(ObsConfig(), URL)
     shown: list[str] = []
     mode.controller = types.SimpleNamespace(show=shown.append)  # records the switches only
+    mode._shown = "starting"  # as open() left it
     clock = {"t": 100.0}
     monkeypatch.setattr("app.obs_mode.time.monotonic", lambda: clock["t"])
     mode.step_scene(lambda: False)
@@ -195,3 +196,34 @@ def test_app_obs_mode_shows_a_requested_card_then_goes_back_live(monkeypatch) ->
     mode.step_scene(lambda: True)
     mode.step_scene(lambda: True)
     assert shown == ["live", "rollback", "live"]
+
+
+def test_app_obs_mode_sets_up_an_obs_that_starts_after_the_app_and_shows_a_scene_it_missed(caplog) -> None:
+    from app.obs_mode import ObsMode
+
+    calls: list[str] = []
+    up = {"obs": False}
+
+    def call(name: str):
+        def do(*args) -> None:
+            if not up["obs"]:
+                raise StreamError("OBS at 127.0.0.1:4455 is not reachable (connection refused)")
+            calls.append(f"{name} {' '.join(map(str, args))}".strip())
+        return do
+
+    mode = ObsMode(ObsConfig(), URL)
+    mode.controller = types.SimpleNamespace(connect=call("connect"), ensure_scenes=call("ensure_scenes"),
+                                            show=call("show"), start_stream=call("start_stream"),
+                                            set_hud=call("hud"), stats=dict)
+    mode.open()  # OBS is not running yet: logged once, the run goes on
+    mode.tick(dict, lambda: True)
+    assert calls == [] and caplog.text.count("OBS mode: OBS at") == 1
+    up["obs"] = True  # OBS started later
+    mode.tick(dict, lambda: True)
+    assert calls[:4] == ["connect", "ensure_scenes", "show live", "start_stream"]
+    calls.clear()
+    up["obs"] = False
+    mode.show("brb")  # asked while OBS is away: not shown
+    up["obs"] = True
+    mode.tick(dict, lambda: True)
+    assert calls[0] == "show brb"  # asked again once OBS answers
