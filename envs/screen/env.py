@@ -123,14 +123,18 @@ class ScreenEnv(gym.Env):
         return {"image": resize(frame, self.image_size).copy()}
 
     def _detect(self, frame: np.ndarray) -> tuple[float, bool]:
-        """Return the reward of the triggers that start matching in `frame`, and whether one ends the episode."""
+        """Return the reward of the triggers that start matching in `frame`, and whether one ends the episode.
+
+        Every trigger fires when it starts matching, end triggers too: a game-over screen still showing right
+        after the reset (its actions not taken yet by the program) must not end each new episode at once."""
         reward, terminated = 0.0, False
         for i, trigger in enumerate(self.triggers):
             matching = bool(trigger.detector(frame))
-            if matching and trigger.ends_episode and not terminated:
+            starts = matching and not self._matching[i]
+            if starts and trigger.ends_episode and not terminated:
                 reward += trigger.reward
                 terminated, self._ended_by = True, trigger.name
-            elif matching and not trigger.ends_episode and not self._matching[i]:
+            elif starts and not trigger.ends_episode:
                 reward += trigger.reward
             self._matching[i] = matching
         return reward, terminated

@@ -106,6 +106,14 @@ def test_detectors_end_the_episode_and_pay_rewards(display, window) -> None:
         _, reward, terminated, truncated, info = env.step(0)
         assert (reward, terminated, truncated) == (1.0, True, False)
         assert info["episode"] == {"ended_by": "pixel:5,5,#1edc1e,20,1"}
+        # The game-over screen is still up after the reset (the program has not taken its reset actions yet):
+        # the new episode must not end, nor pay again, until the end screen shows anew.
+        env.reset()
+        assert env.step(0)[1:4] == (0.0, False, False)
+        window.show(solid(YELLOW))
+        env.step(0)
+        window.show(solid(GREEN))
+        assert env.step(0)[1:4] == (1.0, True, False)
     finally:
         env.close()
 
