@@ -52,7 +52,7 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
                   title=f"eval of {rundir.root.name} on {cfg.env.id}")
     played: list[tuple[dict[str, Any], float | None]] = []
     with sessions.begin() as session:
-        run_id = ensure_run(session, rundir.root.name, cfg.env.id, cfg.trainer.agent).id
+        run_id = ensure_run(session, rundir.database_run_name(cfg.storage.database), cfg.env.id, cfg.trainer.agent).id
 
     def on_episode(rung: float | None, episode: dict[str, Any]) -> None:
         score, length = float(episode["return"]), int(episode["length"])

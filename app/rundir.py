@@ -100,6 +100,12 @@ class RunDir:
         path = Path(database)
         return path if path.is_absolute() else self.root / path
 
+    def database_run_name(self, database: str) -> str:
+        """The name of this run's row in the database: the run dir's name in its own database, its whole path
+        in a database shared by several run dirs (two of them may have the same name, e.g. runs/a/default and
+        runs/b/default, and would otherwise write into one row)."""
+        return self.root.name if not Path(database).is_absolute() else str(self.root.resolve())
+
     @property
     def is_new(self) -> bool:
         return not self.config_path.exists()

@@ -299,7 +299,8 @@ class Runner:
         self._engine, self.sessions = open_database(self.rundir.database_path(cfg.storage.database))
         upgrade(self._engine)
         with self.sessions.begin() as session:
-            self.run_id = ensure_run(session, self.rundir.root.name, cfg.env.id, cfg.trainer.agent).id
+            self.run_id = ensure_run(session, self.rundir.database_run_name(cfg.storage.database), cfg.env.id,
+                                     cfg.trainer.agent).id
         self.metrics = MetricsWriter(self.rundir.metrics_dir, tensorboard=cfg.storage.metrics_tensorboard)
         self.metrics.subscribe(self.feed.on_metrics_row)  # the learning curves are drawn from the metrics rows
         probe = envs.make_from_config(cfg.env)  # unknown ids and bad options fail now, not in the actor

@@ -154,7 +154,8 @@ class SchedulerConfig:
 @dataclass(frozen=True, kw_only=True)
 class StorageConfig:
     database: str = "dreamstream.db"
-    """SQLite file for runs and match history, relative to the run dir unless absolute."""
+    """SQLite file for runs and match history, relative to the run dir unless absolute (an absolute file can be
+    shared by several run dirs: each run is then its own row, named by its run dir's full path)."""
     metrics_tensorboard: bool = True
     """Also write metrics as TensorBoard event files (metrics.jsonl is always written)."""
     min_free_gb: Annotated[float, Interval(ge=0)] = 5.0

@@ -81,3 +81,11 @@ def test_damaged_counters_are_a_clear_error(bad) -> None:
     assert Counters.from_state({"env_step": 5}).env_step == 5
     with pytest.raises(RunDirError, match=r"state.json: episodes = .* must be a whole number"):
         Counters.from_state({"episodes": bad})
+
+
+def test_runs_sharing_one_database_get_rows_of_their_own(tmp_path) -> None:
+    a, b = RunDir(tmp_path / "a" / "default"), RunDir(tmp_path / "b" / "default")
+    assert a.database_run_name("dreamstream.db") == b.database_run_name("dreamstream.db") == "default"  # own files
+    shared = str(tmp_path / "all-runs.db")
+    assert a.database_run_name(shared) != b.database_run_name(shared)
+    assert a.database_run_name(shared) == str((tmp_path / "a" / "default").resolve())
