@@ -88,6 +88,12 @@ def measure(args: argparse.Namespace, extra: list[str], random: bool, root: Path
             score, rates = crafter_score(eps)
             finals.append(score)
             details[f"seed{seed}_rates"] = {k: round(v, 1) for k, v in rates.items()}
+            # The last 20 % of the budget: what the agent does once it has learned, not the average over learning.
+            late = [e for e in eps if e[0] > 0.8 * args.steps]
+            late_score, late_rates = crafter_score(late)
+            details[f"seed{seed}_late"] = {"episodes": len(late), "score": round(late_score, 3),
+                                           "mean_return": round(float(np.mean([s for _, s, _ in late])), 3),
+                                           "rates": {k: round(v, 1) for k, v in late_rates.items()}}
         else:
             finals.append(float(np.mean([s for _, s, _ in eps[-200:]])))
     return {"final": round(float(np.mean(finals)), 3), "final_per_seed": [round(f, 3) for f in finals],
