@@ -113,6 +113,7 @@ class Training:
                          mask=act.n if act.masked else None)
         # With replay context, each sampled window has the context steps before the trained sequence.
         self.replay = Replay(spec, capacity=t.replay_capacity, length=t.batch_length + t.replay_context,
+                             context=t.replay_context,
                              directory=run_root / "replay",
                              chunk_steps=t.replay_chunk, seed=t.seed)
         from trainer.distributed import is_primary

@@ -54,7 +54,8 @@ def main() -> None:
     spec = step_spec(agent.image_shape, () if act.discrete else (act.n,), "int32" if act.discrete else "float32",
                      latent=(t.deter, t.stoch) if t.replay_context else None, mask=act.n if act.masked else None)
     replay_dir = Path(tempfile.mkdtemp(prefix="train_speed-replay-"))
-    replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, chunk_steps=1024,
+    replay = Replay(spec, capacity=200_000, length=t.batch_length + t.replay_context, context=t.replay_context,
+                    chunk_steps=1024,
                     directory=replay_dir)
     steps = {"n": 0}
     learner = Learner(agent, replay, train_ratio=cfg.run.train_ratio, env_steps=lambda: steps["n"])

@@ -236,7 +236,9 @@ class Learner:
             # One host sync per update (a few scalars, next to seconds of compute): every update is checked.
             fetched = jax.device_get(metrics)
             if "latent/deter" in fetched:  # replay context: later sequences start from these latents
-                self._write_latents(positions, fetched.pop("latent/deter"), fetched.pop("latent/stoch"))
+                deter, stoch = fetched.pop("latent/deter"), fetched.pop("latent/stoch")
+                if float(fetched.get("opt/finite", 1.0)) >= 1.0:  # a skipped update's latents may be NaN
+                    self._write_latents(positions, deter, stoch)
             host = {k: float(v) for k, v in fetched.items()}
             self.observe_update_time(time.monotonic() - t0)
             if not lowered:  # XLA's compute threads exist once a step has run

@@ -112,6 +112,10 @@ def _packed_masks(spec: Step, steps: dict[str, np.ndarray]) -> dict[str, np.ndar
     return {**steps, "action_mask": pack_mask(mask)}  # bools, or 0/1 integers
 
 
+def _chunk_name(stream: int, start: int, steps: int) -> str:
+    return f"chunk-{stream:02d}-{start:012d}-{steps:06d}.npz"
+
+
 class _Stream:
     """One actor's ring buffer. `count` numbers the steps ever appended; the newest `size` are in RAM."""
 
@@ -128,18 +132,23 @@ class _Stream:
         self.count += 1
         self.size = min(self.size + 1, self.capacity)
 
-    def extend(self, start: int, steps: dict[str, np.ndarray]) -> None:
-        """Append a block of steps numbered from `start`; a gap before it starts a new sequence (is_first)."""
+    def extend(self, start: int, steps: dict[str, np.ndarray]) -> int:
+        """Append a block of steps numbered from `start`; return the number it got. After a gap (a chunk that
+        was never written or is damaged) the block follows the steps before it, as a new sequence (is_first):
+        numbered from `start`, the steps before the gap could no longer be sampled."""
         n = len(steps["reward"])
         if start != self.count:
             steps = {**steps, "is_first": steps["is_first"].copy()}
             steps["is_first"][0] = True
-            self.count, self.size = start, 0
+            if self.size == 0:
+                self.count = start  # the first block: its own numbering
+        start = self.count
         idx = np.arange(self.count, self.count + n) % self.capacity
         for key, array in self.data.items():
             array[idx] = steps.get(key, MISSING.get(key, 0))  # chunks without latents load with latent_ok False
         self.count += n
         self.size = min(self.size + n, self.capacity)
+        return start
 
     def window(self, start: int, length: int) -> dict[str, np.ndarray]:
         """Return steps [start, start + length) by their global index (all must still be in RAM)."""
@@ -162,11 +171,16 @@ class Replay:
     """Sequence replay over several streams with an online queue and on-disk chunks."""
 
     def __init__(self, spec: Step, *, capacity: int, length: int, streams: int = 1, directory: Path | None = None,
-                 chunk_steps: int = 1024, seed: int = 0) -> None:
+                 chunk_steps: int = 1024, seed: int = 0, context: int = 0) -> None:
+        """`length`: steps per sampled sequence, of which the first `context` only give the starting latent
+        (replay context); the online queue steps by `length - context`, so every new step is trained once."""
         if capacity // streams < length + chunk_steps:
             raise ValueError(f"replay capacity {capacity} is too small for {streams} streams of sequences of "
                              f"{length} steps with {chunk_steps}-step chunks")
+        if not 0 <= context < length:
+            raise ValueError(f"replay context {context} must be below the sequence length {length}")
         self.spec, self.length, self.chunk_steps = spec, length, chunk_steps
+        self.stride = length - context
         self.directory = directory
         self._streams = [_Stream(spec, capacity // streams) for _ in range(streams)]
         self._online: collections.deque[tuple[int, int]] = collections.deque()
@@ -183,6 +197,8 @@ class Replay:
         self._writer: threading.Thread | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob(".chunk-*.npz.tmp"):  # a write cut short by a kill -9
+                stale.unlink(missing_ok=True)
             self._writer = threading.Thread(target=self._write_loop, name="replay-writer", daemon=True)
             self._writer.start()
 
@@ -198,7 +214,7 @@ class Replay:
             # A new non-overlapping sequence is complete: queue it for the online selector.
             while s.count - self._next_online[stream] >= self.length:
                 self._online.append((stream, self._next_online[stream]))
-                self._next_online[stream] += self.length
+                self._next_online[stream] += self.stride
             chunk = None
             if self.directory is not None and s.count - self._saved_upto[stream] >= self.chunk_steps:
                 start = self._saved_upto[stream]
@@ -250,13 +266,17 @@ class Replay:
     def _write_chunk(self, stream: int, start: int, data: dict[str, np.ndarray]) -> None:
         assert self.directory is not None
         n = len(data["reward"])
-        name = f"chunk-{stream:02d}-{start:012d}-{n:06d}.npz"
+        name = _chunk_name(stream, start, n)
         tmp = self.directory / f".{name}.tmp"
-        with tmp.open("wb") as fh:
-            np.savez(fh, **data)
-            fh.flush()
-            os.fsync(fh.fileno())  # the rename must never publish a file whose bytes are not on disk yet
-        tmp.replace(self.directory / name)
+        try:
+            with tmp.open("wb") as fh:
+                np.savez(fh, **data)
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must never publish a file whose bytes are not on disk yet
+            tmp.replace(self.directory / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: the partial file would keep the space it took
+            raise
         self._prune(stream)
 
     def _chunks(self) -> dict[int, list[tuple[int, int, Path]]]:
@@ -326,10 +346,17 @@ class Replay:
                     with np.load(path) as data:
                         arrays = {k: data[k] for k in s.data if k in data.files or k not in OPTIONAL_KEYS}
                 except Exception as exc:  # a torn or foreign file: BadZipFile, EOFError, ...
-                    log.warning("skipping damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
+                    log.warning("deleting damaged replay chunk %s: %s: %s", path.name, type(exc).__name__, exc)
+                    path.unlink(missing_ok=True)
                     continue
-                s.extend(start, _packed_masks(self.spec, arrays))  # numbering continues after the newest chunk
-                loaded += len(arrays["reward"])
+                placed = s.extend(start, _packed_masks(self.spec, arrays))  # numbering goes on after the newest
+                n = len(arrays["reward"])
+                loaded += n
+                if placed != start:  # a gap was closed: the file takes the number its steps now have
+                    try:
+                        path.rename(self.directory / _chunk_name(stream, placed, n))
+                    except OSError as exc:
+                        log.warning("could not rename replay chunk %s after a gap: %s", path.name, exc)
             self._saved_upto[stream] = s.count
             self._next_online[stream] = s.count  # loaded data was trained on before: not queued again
         self.inserted = loaded

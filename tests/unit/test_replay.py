@@ -78,10 +78,21 @@ def test_damaged_chunk_is_skipped_and_the_gap_starts_a_new_sequence(tmp_path, ca
     damaged.write_bytes(b"torn")
     again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
     assert again.load() == 32
-    assert "skipping damaged replay chunk" in caplog.text
+    assert "deleting damaged replay chunk" in caplog.text
     stream = again._streams[0]
-    window = stream.window(32, 16)
-    assert window["is_first"][0] and window["reward"][0] == 32
+    # The steps after the gap follow the ones before it as a new sequence: all 32 loaded steps can be sampled.
+    assert stream.size == 32 and list(stream.window(0, 32)["reward"]) == [*range(16), *range(32, 48)]
+    assert stream.window(16, 1)["is_first"][0]
+    assert min(again.sample(64)["reward"][:, 0]) < 16  # the steps before the gap are sampled too
+    # The file of the moved steps is renamed to their new numbers; new chunks follow on without a gap.
+    assert sorted(int(p.stem.split("-")[2]) for p in tmp_path.glob("chunk-*.npz")) == [0, 16]
+    with np.load(damaged) as moved:  # the damaged file was deleted; its name now holds the moved steps
+        assert moved["reward"][0] == 32
+    fill(again, 16, start=100)
+    again.close()
+    third = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    assert third.load() == 48 and third._streams[0].size == 48
+    assert list(third._streams[0].window(32, 16)["reward"]) == list(range(100, 116))
 
 
 def test_truncated_chunk_from_a_torn_write_is_skipped(tmp_path, caplog) -> None:
@@ -190,8 +201,35 @@ def test_a_failing_disk_loses_only_the_chunk_and_is_reported(tmp_path, caplog) -
     assert "could not write replay chunk of stream 0 at step 16" in caplog.text and "No space left" in caplog.text
     assert sorted(int(p.stem.split("-")[2]) for p in tmp_path.glob("chunk-*.npz")) == [0, 32]
     again = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
-    assert again.load() == 32  # the gap starts a new sequence, as after a torn chunk
-    assert again._streams[0].window(32, 1)["is_first"][0]
+    assert again.load() == 32 and again._streams[0].size == 32  # the gap starts a new sequence, as after a torn chunk
+    assert again._streams[0].window(16, 1)["is_first"][0]
+
+
+def test_a_write_cut_short_leaves_no_partial_file(tmp_path) -> None:
+    replay = Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16)
+    real_savez = np.savez
+
+    def savez(fh, **data):
+        real_savez(fh, **data)
+        raise OSError(28, "No space left on device")  # after the bytes took the space
+
+    np.savez = savez
+    try:
+        fill(replay, 16)
+    finally:
+        np.savez = real_savez
+    assert replay.write_errors == 1 and list(tmp_path.iterdir()) == []  # the partial file gave its space back
+    replay.close()
+    (tmp_path / ".chunk-00-000000000016-000016.npz.tmp").write_bytes(b"half")  # a kill -9 mid-write
+    Replay(SPEC, capacity=400, length=8, directory=tmp_path, chunk_steps=16).close()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_with_replay_context_the_online_queue_trains_every_new_step() -> None:
+    replay = Replay(SPEC, capacity=400, length=9, chunk_steps=16, context=1)  # 8 trained steps after 1 of context
+    fill(replay, 33)
+    starts = [int(replay.sample(1)["reward"][0, 0]) for _ in range(4)]
+    assert starts == [0, 8, 16, 24]  # the trained steps 1..8, 9..16, ... follow each other: none is skipped
 
 
 def test_sampling_into_reused_buffers_matches_the_ring_also_across_its_end() -> None:

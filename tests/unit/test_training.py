@@ -278,3 +278,31 @@ def test_learner_rows_are_the_mean_of_their_updates_and_at_most_one_per_interval
     elapsed = time.monotonic() - began
     assert len(rows) <= 1 + elapsed / 0.5 and rows[-1][0] - rows[0][0] > 3 * (len(rows) - 1)
     assert sum(m["fps/updates"] > 0 for _, m in rows) == len(rows)
+
+
+def test_a_skipped_updates_latents_are_not_written_into_replay() -> None:
+    """With replay context, the learner writes each update's latents back; a non-finite update's may be NaN
+    and would start every later sequence on those steps from NaN."""
+    import threading
+
+    from tests.unit.test_replay import fill
+    from trainer.learner import Learner
+    from trainer.replay import Replay, step_spec
+
+    class ContextAgent(ScriptedAgent):
+        class cfg:  # the attributes the learner reads from a TrainerConfig
+            batch_length, train_after, replay_context = 8, 0, 1
+
+        def train(self, batch) -> dict:
+            metrics = super().train(batch)
+            value = np.nan if metrics["opt/finite"] < 1 else float(self.n)
+            return {**metrics, "latent/deter": np.full((2, 8, 4), value, np.float32),
+                    "latent/stoch": np.zeros((2, 8, 2), np.int32)}
+
+    replay = Replay(step_spec((4, 4, 3), latent=(4, 2)), capacity=400, length=9, chunk_steps=16, context=1)
+    fill(replay, 100)
+    learner = Learner(ContextAgent(), replay, train_ratio=1e9, env_steps=lambda: 100, metrics_every=1)
+    stop = threading.Event()
+    learner.run(stop, lambda updates, metrics: stop.set() if updates >= 6 else None)
+    data = replay._streams[0].data
+    assert data["latent_ok"].any() and np.isfinite(data["deter"][data["latent_ok"]]).all()  # none of update 5
