@@ -104,6 +104,36 @@ def cell_square(cell: int) -> int:
     return chess.square(col, 7 - row)
 
 
+def gui_outcome(board: chess.Board) -> chess.Outcome | None:
+    """Return how the game on the screen has ended, or None while xboard plays on.
+
+    xboard's engine adapter (polyglot) ends a game after either side's move on checkmate, stalemate, too little
+    material (KK, KBK, KNK, or one bishop each on squares of one colour), 100 plies without a capture or pawn move,
+    or a position on the board for the third time (its game_comp_status, in this order). python-chess's
+    `outcome(claim_draw=True)` also ends a game when the side to move *could* claim a draw with its next move, and
+    counts more endings as too little material; xboard plays such games on, so the env would wait for a screen
+    that never comes (`reply_timeout_s`) and record a result the GUI never gave.
+    """
+    if not any(board.generate_legal_moves()):
+        if board.is_check():
+            return chess.Outcome(chess.Termination.CHECKMATE, not board.turn)
+        return chess.Outcome(chess.Termination.STALEMATE, None)
+    heavy = board.pawns | board.queens | board.rooks
+    minors = board.bishops | board.knights
+    if not heavy:
+        one_minor = chess.popcount(minors) <= 1
+        bishops = [board.pieces_mask(chess.BISHOP, color) for color in chess.COLORS]
+        same_colour_bishops = (not board.knights and all(chess.popcount(b) == 1 for b in bishops)
+                               and bool(bishops[0] & chess.BB_DARK_SQUARES) == bool(bishops[1] & chess.BB_DARK_SQUARES))
+        if one_minor or same_colour_bishops:
+            return chess.Outcome(chess.Termination.INSUFFICIENT_MATERIAL, None)
+    if board.halfmove_clock >= 100:
+        return chess.Outcome(chess.Termination.FIFTY_MOVES, None)
+    if board.is_repetition(3):
+        return chess.Outcome(chess.Termination.THREEFOLD_REPETITION, None)
+    return None
+
+
 def square_cell(square: int) -> int:
     """Return the screen cell of a python-chess square (inverse of `cell_square`)."""
     return (7 - chess.square_rank(square)) * 8 + chess.square_file(square)
@@ -363,8 +393,8 @@ class XboardChessEnv(gym.Env):
                 self._click(move.to_square)
 
     def _finish_if_over(self) -> bool:
-        """Record the result if the game has ended by the rules; return whether it has."""
-        outcome = self.board.outcome(claim_draw=True)
+        """Record the result if the game has ended as xboard ends it; return whether it has."""
+        outcome = gui_outcome(self.board)
         if outcome is not None:
             self._result = {chess.WHITE: "win", chess.BLACK: "loss", None: "draw"}[outcome.winner]
             self._termination = outcome.termination.name.lower()

@@ -17,7 +17,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import EnvError
-from envs.screen.xboard import XboardChessEnv, occupancy_of, square_cell
+from envs.screen.xboard import XboardChessEnv, gui_outcome, occupancy_of, square_cell
 
 pytestmark = [
     pytest.mark.integration,
@@ -112,7 +112,7 @@ def test_a_random_game_ends_with_the_mirrors_result_and_pgn() -> None:
             if game._selected is None:
                 assert np.array_equal(game.read_board_occupancy(), occupancy_of(game.board)), game.board.fen()
         episode = info["episode"]
-        outcome = game.board.outcome(claim_draw=True)
+        outcome = gui_outcome(game.board)
         expected = "max_plies" if outcome is None else outcome.termination.name.lower()
         assert (episode["termination"], episode["opponent"], episode["plies"]) == (
             expected, "xboard stockfish skill 0", game.board.ply())
