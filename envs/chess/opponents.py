@@ -156,6 +156,8 @@ class Stockfish:
             depth = 2 + int(level)  # the weakened move is chosen at depth 1 + int(level)
         self.limit = _engine_limit(depth, nodes)
         self._engine = None
+        self._games = 0
+        self._seen: tuple[str, list[chess.Move]] | None = None
 
     def _start(self):
         import chess.engine
@@ -175,13 +177,24 @@ class Stockfish:
                     self._engine = self._start()
                 # A depth or node limit alone has no clock: a hung engine would hang the game for good. The
                 # search stops at MOVE_TIME_S, and python-chess gives up 30 s after that.
-                return self._engine.play(board, self.limit).move
+                return self._engine.play(board, self.limit, game=self._game(board)).move
             except (chess.engine.EngineTerminatedError, chess.engine.EngineError, OSError, TimeoutError) as exc:
                 failure = exc
                 log.warning("stockfish failed (%s: %s); restarting it (attempt %d)", type(exc).__name__, exc, attempt)
                 self.close()
         raise EnvError(f"stockfish at {self.path} keeps failing ({type(failure).__name__}: {failure}); check that "
                        f"the binary runs: `{self.path}`")
+
+    def _game(self, board: chess.Board) -> int:
+        """Return the number of the game `board` belongs to: a new one when its start or its moves do not continue
+        the position last asked about. python-chess sends `ucinewgame` when it changes, so the engine's hash of
+        one game does not play the next (each rated game on its own, as in a match between engines)."""
+        root, moves = board.root().fen(), board.move_stack
+        seen = self._seen
+        if seen is None or seen[0] != root or len(moves) < len(seen[1]) or moves[:len(seen[1])] != seen[1]:
+            self._games += 1
+        self._seen = (root, list(moves))
+        return self._games
 
     def close(self) -> None:
         engine, self._engine = self._engine, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import chess
@@ -56,6 +57,33 @@ def test_dead_engine_is_restarted() -> None:
         move = sf.choose(board, rng)
         assert move in board.legal_moves
         assert sf._engine.transport.get_pid() != engine_pid
+    finally:
+        sf.close()
+
+
+def test_each_game_starts_with_ucinewgame(caplog) -> None:
+    """The engine's hash of one game must not play the next: python-chess sends `ucinewgame` when the game changes."""
+    caplog.set_level(logging.DEBUG, logger="chess.engine")
+    sf = Stockfish(skill=0)
+    rng = random.Random(0)
+
+    def sent() -> int:
+        return sum("<< ucinewgame" in record.getMessage() for record in caplog.records)
+
+    try:
+        board = chess.Board()
+        for _ in range(3):                              # one game: the engine answers the other side's moves
+            board.push(sf.choose(board, rng))
+            board.push(rng.choice(list(board.legal_moves)))
+        assert sent() == 1
+        sf.choose(chess.Board(), rng)                   # a new game from the start
+        assert sent() == 2
+        sf.choose(chess.Board("6k1/5ppp/8/8/8/8/5PPP/R5K1 w - - 0 1"), rng)  # a new start position
+        assert sent() == 3
+        opening = chess.Board()
+        opening.push_uci("e2e4")
+        sf.choose(opening, rng)                         # a new game whose first move is played already
+        assert sent() == 4
     finally:
         sf.close()
 
