@@ -93,6 +93,7 @@ class DreamerAgent:
         self._imagine = jax.jit(self._imagine_fn, static_argnums=(2,))
         self._open_loop = jax.jit(self._open_loop_fn, static_argnums=(3,))
         self._server = None
+        self._unpublished = False  # the learner holds parameters the policy process has not been sent
         log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
 
     def _local(self, params: Any) -> Any:
@@ -118,6 +119,7 @@ class DreamerAgent:
         self.state, self.params = state, self._local(state.params)
         if self._server is not None:
             self._server.sync(jax.device_get(state.params))
+            self._unpublished = False
 
     # -- keys ---------------------------------------------------------------------------------------------
 
@@ -211,7 +213,21 @@ class DreamerAgent:
         server = self._server
         if server is not None and time.monotonic() - server.last_sync >= self.cfg.policy_sync_s:
             server.sync(jax.device_get(state.params))
+            self._unpublished = False
+        else:
+            self._unpublished = server is not None
         return metrics
+
+    def publish_pending(self) -> bool:
+        """Send the policy process the parameters `policy_sync_s` held back, if any; return whether it did. The
+        learner calls this whenever it waits (paused, or ahead of the env), so a pause does not leave the actor
+        playing parameters a few updates old until the next update, which may be hours away."""
+        server = self._server
+        if server is None or not self._unpublished:
+            return False
+        server.sync(jax.device_get(self.state.params))
+        self._unpublished = False
+        return True
 
     def compile(self, batch_size: int, batch_length: int) -> float:
         """Compile the train and policy steps ahead of time; return the seconds it took."""

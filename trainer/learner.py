@@ -220,6 +220,8 @@ class Learner:
                 break
             if not go:
                 self.state = waiting or "waiting for the other processes"
+                with self._lock:  # no update is coming soon: the actor gets what policy_sync_s held back
+                    self.agent.publish_pending()
                 stop.wait(pause or 0.05)
                 continue
             self.state = "training"

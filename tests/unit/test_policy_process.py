@@ -85,3 +85,42 @@ def test_a_child_that_keeps_failing_is_a_clear_error(agent, monkeypatch) -> None
     server._proc.join()
     with pytest.raises(TrainerError, match="died .* also after a restart"):
         act(agent)
+
+
+def test_parameters_policy_sync_s_held_back_are_sent_once_the_learner_waits(agent, monkeypatch) -> None:
+    """With policy_sync_s > 0 the last updates before a pause (or a wait for env steps) used to reach the actor
+    only after the next update, which may be hours away; the learner sends them as soon as it waits."""
+    import dataclasses
+
+    import jax
+
+    from tests.unit.test_replay import SPEC, fill
+    from tests.unit.test_trainer_model import batch_of
+    from trainer.learner import Learner
+    from trainer.replay import Replay
+
+    def sent_now() -> bool:
+        host = jax.device_get(agent.state.params)
+        return all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(agent._server._params),
+                                                        jax.tree.leaves(host), strict=True))
+
+    monkeypatch.setattr(agent, "cfg", dataclasses.replace(agent.cfg, policy_sync_s=3600.0))
+    monkeypatch.setattr(agent._server, "last_sync", time.monotonic())  # just sent: the next update is held back
+    for seed in (0, 1):  # the first update leaves the parameters as they are (the warm-up's lr starts at 0)
+        agent.train(batch_of(agent.cfg, agent.act_space, shape=(16, 16, 3), seed=seed))
+    assert not sent_now()
+    assert agent.publish_pending() and sent_now()
+    assert not agent.publish_pending()  # nothing held back any more
+
+    agent.train(batch_of(agent.cfg, agent.act_space, shape=(16, 16, 3), seed=2))
+    assert not sent_now()
+    replay = Replay(SPEC, capacity=400, length=8, chunk_steps=16)
+    fill(replay, 100)
+    learner = Learner(agent, replay, train_ratio=1.0, env_steps=lambda: 100)
+    learner.paused.set()
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    learner.run(stop, lambda updates, metrics: None)
+    assert learner.updates == 0 and sent_now()
+    assert act(agent) == 1  # the child acts on with them

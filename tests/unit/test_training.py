@@ -239,6 +239,9 @@ class ScriptedAgent:
     def __init__(self) -> None:
         self.n = 0
 
+    def publish_pending(self) -> bool:
+        return False
+
     def train(self, batch) -> dict[str, float]:
         self.n += 1
         bad = self.n == 5
