@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -206,7 +207,11 @@ class HeadlessObs:
             number = b""
             deadline = time.monotonic() + timeout_s
             # Xvfb writes the display number and a newline once it accepts clients (EOF if it dies).
-            while not number.endswith(b"\n") and time.monotonic() < deadline:
+            while not number.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                # an Xvfb that hangs before reporting would block a bare read (and the app's start) for good
+                if remaining <= 0 or not select.select([read_fd], [], [], remaining)[0]:
+                    break
                 chunk = os.read(read_fd, 16)
                 if not chunk:
                     break
@@ -217,7 +222,8 @@ class HeadlessObs:
                 os.close(write_fd)
         if not number.strip().isdigit():
             self._stop_xvfb()
-            raise StreamError("Xvfb did not start (no display number reported); try `Xvfb -displayfd 1` by hand")
+            raise StreamError(f"Xvfb did not start (no display number reported within {timeout_s:.0f} s); try "
+                              "`Xvfb -displayfd 1` by hand")
         self.display = f":{number.decode().strip()}"
 
     def kill(self) -> None:

@@ -137,3 +137,19 @@ def test_obsws_python_is_imported_only_where_it_is_used() -> None:
 def test_headless_obs_refuses_secrets_that_would_break_its_ini_files(tmp_path) -> None:
     with pytest.raises(ValueError, match="must be single lines"):
         HeadlessObs(tmp_path, password="pw\n[OBSWebSocket]\nAuthRequired=false")
+
+
+def test_an_xvfb_that_hangs_before_reporting_its_display_is_a_clear_error(tmp_path) -> None:
+    """A bare read of Xvfb's -displayfd pipe blocked for good (the OBS start, and the app's, with it)."""
+    import time
+
+    from stream.errors import StreamError
+
+    hung = tmp_path / "Xvfb"
+    hung.write_text("#!/bin/sh\nexec sleep 300\n")  # alive, holds the pipe open, never writes
+    hung.chmod(0o755)
+    obs = HeadlessObs(tmp_path / "obs", password="x" * 16, xvfb=str(hung))
+    began = time.monotonic()
+    with pytest.raises(StreamError, match=r"Xvfb did not start .*within 1 s"):
+        obs.start(timeout_s=1.0)
+    assert time.monotonic() - began < 30 and obs._xvfb is None  # the hung one was stopped
