@@ -39,6 +39,8 @@ STATS_KEYS = ("connected", "error", "scene", "active_fps", "cpu_percent", "memor
 TEXT_KINDS = ("text_ft2_source_v2", "text_gdiplus_v3", "text_gdiplus_v2")
 """Text input kinds by preference: FreeType (Linux, macOS), then GDI+ (Windows)."""
 GAME_KIND, COLOR_KIND = "ffmpeg_source", "color_source_v3"
+SETUP_ATTEMPTS = 3
+"""Times the scene set-up starts over after the connection was lost under it, before it gives up."""
 # obs-websocket 5 request status codes (RequestStatus enum) the controller treats as expected answers.
 OUTPUT_RUNNING, OUTPUT_NOT_RUNNING, RESOURCE_NOT_FOUND = 500, 501, 600
 HUD_MARGIN_PX = 24
@@ -247,6 +249,12 @@ class _Lost(Exception):
         self.timed_out = timed_out
 
 
+class _Reconnected(Exception):
+    """The connection was lost and made again under a scene set-up step: what it had read of OBS may be stale, and
+    the step may have been carried out before its answer was lost (sent again, OBS would answer 601 "already
+    exists", or add a second scene item). The set-up starts over from what OBS has now."""
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, ConnectionRefusedError):
@@ -286,6 +294,7 @@ class ObsController:
         self._text_kind_cached = ""
         # What the app asked for, re-applied after a reconnect.
         self._ensured = False
+        self._setting_up = 0  # depth of ensure_scenes calls in progress (see _Reconnected)
         self._scene = ""
         self._hud: dict[str, str] = {}
         self._sent_hud: dict[str, str] = {}
@@ -396,6 +405,7 @@ class ObsController:
         """Re-apply what the app asked for to an OBS that restarted (its outputs are off, its HUD stale)."""
         self._restoring = True
         self._sent_hud.clear()
+        setting_up, self._setting_up = self._setting_up, 0  # the restored show/HUD/outputs may be sent again
         try:
             steps = [("scenes", self.ensure_scenes if self._ensured else None),
                      ("scene", (lambda: self.show(self._scene)) if self._scene else None),
@@ -413,6 +423,7 @@ class ObsController:
                         return
         finally:
             self._restoring = False
+            self._setting_up = setting_up
 
     # -- requests ---------------------------------------------------------------------------------------------
 
@@ -444,6 +455,8 @@ class ObsController:
             # Closed under us (OBS quit or restarted): reconnect at once, it may be back already.
             self._next_attempt_at = 0.0
             self._ensure_connected()
+            if self._setting_up:
+                raise _Reconnected(request_type)
             try:
                 return self._send(request_type, data)
             except _Lost as lost:
@@ -476,6 +489,20 @@ class ObsController:
         Existing scenes and sources are left as the streamer arranged them; only the game source's URL is
         brought in line with the config. Running it again changes nothing and returns [].
         """
+        with self._lock:
+            for _ in range(SETUP_ATTEMPTS):
+                self._setting_up += 1
+                try:
+                    return self._ensure_scenes_once()
+                except _Reconnected as lost:
+                    log.info("OBS: the connection was lost and made again during %s; setting up the scenes again "
+                             "from what OBS has now", lost)
+                finally:
+                    self._setting_up -= 1
+            raise StreamError(f"OBS at {self.where} dropped the connection {SETUP_ATTEMPTS} times while the scenes "
+                              f"were set up; see OBS's log")
+
+    def _ensure_scenes_once(self) -> list[str]:
         with self._lock:
             cfg, created = self.cfg, []
             if cfg.scene_collection:

@@ -227,3 +227,104 @@ def test_app_obs_mode_sets_up_an_obs_that_starts_after_the_app_and_shows_a_scene
     up["obs"] = True
     mode.tick(dict, lambda: True)
     assert calls[0] == "show brb"  # asked again once OBS answers
+
+
+class SceneState:
+    """OBS's scene collection as obs-websocket 5 shows it: creating what exists is error 601, and a source added to
+    a scene twice is there twice (OBS allows that)."""
+
+    def __init__(self) -> None:
+        self.collection, self.collections = "Untitled", ["Untitled"]
+        self.scenes: dict[str, list[str]] = {"Scene": []}
+        self.inputs: dict[str, str] = {}
+        self.settings: dict[str, dict] = {}
+
+    def answer(self, req_type: str, data: dict | None) -> dict:
+        data = data or {}
+        reply: Any = {}
+        if req_type == "GetSceneCollectionList":
+            reply = {"currentSceneCollectionName": self.collection, "sceneCollections": list(self.collections)}
+        elif req_type == "CreateSceneCollection":
+            self.collections.append(data["sceneCollectionName"])
+            self.collection, self.scenes, self.inputs = data["sceneCollectionName"], {"Scene": []}, {}
+        elif req_type == "GetVideoSettings":
+            reply = {"baseWidth": 1280, "baseHeight": 720}
+        elif req_type == "GetInputKindList":
+            reply = {"inputKinds": [stream.obs.TEXT_KINDS[0], stream.obs.GAME_KIND, stream.obs.COLOR_KIND]}
+        elif req_type == "GetSceneList":
+            reply = {"scenes": [{"sceneName": name} for name in self.scenes]}
+        elif req_type == "GetInputList":
+            reply = {"inputs": [{"inputName": name, "inputKind": kind} for name, kind in self.inputs.items()]}
+        elif req_type == "GetSceneItemList":
+            reply = {"sceneItems": [{"sourceName": name} for name in self.scenes[data["sceneName"]]]}
+        elif req_type in ("CreateScene", "CreateInput"):
+            name = data["sceneName"] if req_type == "CreateScene" else data["inputName"]
+            if name in self.scenes or name in self.inputs:
+                refused = {"result": False, "code": 601, "comment": f"A source already exists by that name: {name}"}
+                return {"requestType": req_type, "requestStatus": refused}
+            if req_type == "CreateScene":
+                self.scenes[name] = []
+            else:
+                self.inputs[name] = data["inputKind"]
+                self.settings[name] = dict(data.get("inputSettings") or {})
+                self.scenes[data["sceneName"]].append(name)
+                reply = {"sceneItemId": len(self.scenes[data["sceneName"]])}
+        elif req_type == "CreateSceneItem":
+            self.scenes[data["sceneName"]].append(data["sourceName"])
+            reply = {"sceneItemId": len(self.scenes[data["sceneName"]])}
+        elif req_type == "GetInputSettings":
+            reply = {"inputSettings": self.settings.get(data["inputName"], {})}
+        elif req_type == "SetInputSettings":
+            self.settings[data["inputName"]].update(data["inputSettings"])
+        return {"requestType": req_type, "requestStatus": {"result": True, "code": 100}, "responseData": reply}
+
+
+class SceneConnection:
+    """One websocket to `state`; the answer to the n-th request of a kind is lost after OBS carried it out."""
+
+    def __init__(self, state: SceneState, lose: tuple[str, int] | None = None) -> None:
+        self.state, self.lose, self.ws, self.counts = state, lose, None, {}
+
+    def req(self, req_type: str, req_data: dict | None = None) -> dict:
+        answer = self.state.answer(req_type, req_data)
+        self.counts[req_type] = self.counts.get(req_type, 0) + 1
+        if self.lose == (req_type, self.counts[req_type]):
+            raise ConnectionResetError("Connection reset by peer")
+        return answer
+
+
+@pytest.mark.parametrize(("lose", "repair"), [(("CreateInput", 2), False), (("CreateScene", 1), False),
+                                              (("GetInputList", 1), False), (("CreateSceneItem", 1), True),
+                                              (("GetSceneItemList", 2), True), (("CreateScene", 1), True)])
+def test_a_connection_lost_under_the_scene_set_up_starts_it_over_without_duplicates(monkeypatch, clock, lose,
+                                                                                    repair) -> None:
+    """The request whose answer was lost had been carried out: sent again it was refused with 601 "already
+    exists" (the set-up failed), or added a second copy of a source to a scene. `repair`: OBS has the collection,
+    but the streamer removed the game from the live scene and deleted the BRB scene."""
+    state = SceneState()
+    connections = [SceneConnection(state, lose), SceneConnection(state)]
+    ctl, opened = controller(monkeypatch, [SceneConnection(state), *connections] if repair else connections)
+    ctl.connect()
+    cfg = ctl.cfg
+    if repair:
+        ctl.ensure_scenes()
+        state.scenes[cfg.live_scene].remove(cfg.game_source)
+        del state.scenes[cfg.scenes["brb"]]
+        ctl._drop("OBS restarted")
+        ctl._next_attempt_at = 0.0
+    created = ctl.ensure_scenes()  # after a reconnect, the restore sets the scenes up again first
+    assert opened == [3 if repair else 2] and (created or repair)
+    plan = stream.obs.scene_plan(cfg, 1280, 720, stream.obs.TEXT_KINDS[0])
+    for scene, sources in plan.items():
+        assert sorted(state.scenes[scene]) == sorted(source.name for source in sources), scene
+    assert ctl.ensure_scenes() == []  # all there, once
+
+
+def test_a_connection_lost_at_every_try_of_the_scene_set_up_is_a_clear_error(monkeypatch, clock) -> None:
+    state = SceneState()
+    connections = [SceneConnection(state, ("GetVideoSettings", 1)) for _ in range(4)]
+    ctl, opened = controller(monkeypatch, connections)
+    ctl.connect()
+    with pytest.raises(StreamError, match="dropped the connection 3 times while the scenes were set up"):
+        ctl.ensure_scenes()
+    assert opened == [4]
