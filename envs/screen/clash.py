@@ -260,7 +260,10 @@ class ClashRoyaleEnv(gym.Env):
         out unaffordable cards) and the elixir bar shows at least `min_card_cost` segments.
     Reward: +1 win, -1 loss, 0 draw when the result banner appears; plus `tower_reward` per enemy tower
         destroyed and minus it per own tower lost (off by default; the counts only grow, so a unit standing
-        in front of a tower cannot make it pay twice).
+        in front of a tower cannot make it pay twice). Towers are counted from the battle frames only: the one
+        with the result banner pays its result (the banner may cover tower boxes). An episode counts from the
+        towers standing at its reset, so a battle that goes on after a truncation does not pay its fallen
+        towers again.
     Episode end: terminated when a result banner is detected; truncated `max_battle_s` after the battle
         started. Steps run at `decision_hz` on the device's clock; the frame is grabbed after the wait.
         Reset taps `reset_taps` and then waits (up to `reset_timeout_s`) until a battle is on screen; a seeded
@@ -326,7 +329,11 @@ class ClashRoyaleEnv(gym.Env):
             self.device.tap(*self.layout.point(x, y))
             self.device.sleep(RESET_TAP_GAP_S)
         self._wait_for_battle()
-        self._result, self._enemy_destroyed, self._own_lost, self._illegal = None, 0, 0, 0
+        # Counted from what stands now: after a truncation the same battle may go on, its fallen towers paid.
+        state = self._state
+        assert state is not None
+        self._enemy_destroyed, self._own_lost = state.enemy_towers.count(False), state.own_towers.count(False)
+        self._result, self._illegal = None, 0
         self._started_s = self.device.now()
         self.pacer.restart()
         return self._obs(), {}

@@ -293,3 +293,15 @@ def test_calibration_measure_command_prints_a_report_per_frame(tmp_path, capsys)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "== frame 0" and out[1].startswith("reading: in_battle=True elixir=2 result=None")
     assert out[23] == "== frame 1" and "result=win" in out[24]
+
+
+def test_a_battle_going_on_after_a_truncation_does_not_pay_its_fallen_towers_again() -> None:
+    fallen = clash_frame(enemy_towers=(False, True, True))
+    env = make_env([BATTLE, fallen, fallen, fallen, clash_frame(enemy_towers=(False, False, True))],
+                   decision_hz=2.0, max_battle_s=1.0, tower_reward=0.1)
+    env.reset()
+    assert env.step(0)[1] == pytest.approx(0.1)
+    assert env.step(0)[3] is True                        # truncated: the battle is still on
+    env.reset()                                          # the same battle, one tower down already
+    assert env.step(0)[1] == pytest.approx(0.1)          # only the king tower that falls now pays
+    assert env.episode_info()["enemy_towers_destroyed"] == 2
