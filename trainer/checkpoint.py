@@ -1,16 +1,19 @@
 """Checkpoints with orbax: the whole train state plus counters, written atomically, keep-N plus keep-best.
 
 Orbax writes each checkpoint under a temporary name and renames it when complete, so a kill -9 mid-save
-leaves the previous checkpoint intact. A checkpoint that cannot be read back (damaged files) is skipped
-with a warning, moved to `damaged/` (kept for a look, out of the way: it would otherwise stay "newest", so
-no older step could be saved, and could be ranked best), and the next older one is used. An intact
-checkpoint of another model layout (an earlier version, other model settings) stops the restore with an
-error instead: nothing is overwritten.
+leaves the previous checkpoint intact (a save that fails removes its unfinished folder). A checkpoint that
+cannot be read back (damaged files) is skipped with a warning, moved to `damaged/` (kept for a look, out of
+the way: it would otherwise stay "newest", so no older step could be saved, and could be ranked best), and
+the next older one is used; a damaged metrics file alone leaves the checkpoint unscored. A read that fails
+for lack of memory or file handles is an error (the files may be fine). An intact checkpoint of another
+model layout (an earlier version, other model settings) stops the restore with an error instead: nothing is
+overwritten.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import shutil
@@ -44,6 +47,17 @@ def _transient(exc: BaseException) -> bool:
     return False
 
 
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager, reading a damaged metrics file as none (orbax raised, from its constructor too)."""
+
+    def metrics(self, step: int) -> Any:
+        try:
+            return super().metrics(step)
+        except (OSError, ValueError) as exc:
+            log.debug("checkpoint %d: unreadable metrics (%s)", step, exc)
+            return None
+
+
 class Checkpointer:
     """Saves and restores {state, meta} pytrees under `directory/<step>`."""
 
@@ -74,9 +88,34 @@ class Checkpointer:
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._damaged_metrics()
+        self._manager = _Manager(self.directory, options=options)
         if not read_only:
             self._recover_replaced()
+
+    def _damaged_metrics(self) -> list[Path]:
+        """Find checkpoints whose metrics file is not JSON (a power cut: orbax does not sync its files) and, when
+        this process may write, set the file aside (warned once) so the checkpoint counts as unscored; return
+        them. Orbax reads every checkpoint's metrics when it opens the folder and failed on one such file: the
+        run could not start at all (restore decides whether the checkpoint itself is usable)."""
+        damaged = []
+        for path in sorted(self.directory.glob("*/metrics/metrics")):
+            if not path.parent.parent.name.isdigit():
+                continue
+            try:
+                json.loads(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                damaged.append(path)
+                if self.read_only or jax.process_index() != 0:
+                    continue
+                try:
+                    path.rename(path.with_name("metrics.damaged"))
+                    kept = "set aside; the checkpoint counts as unscored"
+                except OSError as exc2:
+                    kept = f"could not be set aside ({exc2})"
+                log.warning("checkpoint %s has a damaged metrics file (%s: %s); %s", path.parent.parent.name,
+                            type(exc).__name__, str(exc)[:100], kept)
+        return damaged
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -107,11 +146,24 @@ class Checkpointer:
         metrics = {self.best_metric: float(metric)} if metric is not None and np.isfinite(metric) else {}
         if metrics and extra:
             metrics.update({k: float(v) for k, v in extra.items() if np.isfinite(v)})
-        self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(tree), metrics=metrics, force=True)
+            self._manager.wait_until_finished()
+        except BaseException:
+            self._remove_unfinished(step)
+            raise
         elapsed = time.monotonic() - t0
         log.info("saved checkpoint %d in %.1fs", step, elapsed)
         return elapsed
+
+    def _remove_unfinished(self, step: int) -> None:
+        """Delete what a failed save of `step` left (orbax removes its tmp folders only when a manager opens):
+        on a nearly full disk every failed attempt kept a partial copy of the train state."""
+        if self.read_only or jax.process_index() != 0:
+            return
+        for leftover in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            log.info("removed the unfinished save %s", leftover.name)
 
     def restore(self, state_template: Any, meta_template: dict[str, int | float], *,
                 steps: list[int] | None = None) -> tuple[int, Any, dict] | None:
@@ -130,10 +182,15 @@ class Checkpointer:
                         f"layout ({mismatch}): an earlier DreamStream version or other model settings wrote it. "
                         "Resume with the version and config that wrote it, or train in a new run dir "
                         "(--logdir); nothing was changed or deleted.") from exc
-                transient = _transient(exc)
+                if _transient(exc):
+                    # The files may be fine: going on to an older checkpoint would train on from it, and this
+                    # newer one would refuse every save until the update count passed it again.
+                    raise TrainerError(
+                        f"checkpoint {step} in {self.directory} could not be read for lack of memory or file "
+                        f"handles ({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Free memory "
+                        "(another process on the GPU?) or raise the open-files limit, then try again.") from exc
                 log.warning("checkpoint %d is unreadable (%s: %s)%s; trying %s", step, type(exc).__name__,
-                            str(exc)[:200], " (not for lack of memory or file handles: kept)" if transient else
-                            self._set_aside(step), "an older one" if steps is None else "the next one")
+                            str(exc)[:200], self._set_aside(step), "an older one" if steps is None else "the next one")
                 continue
             meta = {k: v.item() for k, v in tree["meta"].items()}
             log.info("restored checkpoint %d", step)

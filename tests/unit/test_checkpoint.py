@@ -234,3 +234,60 @@ def test_unscored_saves_rank_below_scored_ones_without_a_warning(tmp_path, caplo
     assert ck.metrics(4) is None
     assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
     ck.close()
+
+
+def test_a_damaged_metrics_file_leaves_its_checkpoint_unscored_instead_of_stopping_the_start(tmp_path, caplog) -> None:
+    """Orbax reads every checkpoint's metrics when it opens the folder: one file emptied by a power cut made
+    the constructor fail, so the run could not start at all."""
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    for step, score in [(1, 1.0), (2, 2.0), (3, None)]:
+        ck.save(step, state_of(step), {"updates": step, "env_step": 0}, metric=score)
+    ck.close()
+    (tmp_path / "ck" / "2" / "metrics" / "metrics").write_bytes(b"")
+    reader = Checkpointer(tmp_path / "ck", read_only=True)  # eval: touches nothing, ranks what it can read
+    assert reader.ranked() == [(1, {"score": 1.0})]
+    reader.close()
+    assert (tmp_path / "ck" / "2" / "metrics" / "metrics").exists()
+    ck = Checkpointer(tmp_path / "ck", keep=2)
+    assert "checkpoint 2 has a damaged metrics file" in caplog.text
+    assert ck.steps() == [1, 2, 3] and ck.ranked() == [(1, {"score": 1.0})]
+    step, restored, _ = ck.restore(state_of(0.0), {"updates": 0, "env_step": 0}, steps=[2])
+    assert step == 2 and np.allclose(restored["params"]["w"], 2.0)  # the checkpoint itself is fine
+    ck.save(4, state_of(4.0), {"updates": 4, "env_step": 0}, metric=0.5)
+    assert ck.steps() == [1, 3, 4]  # the two newest and the best: keep-N pruned the unscored 2
+    ck.close()
+
+
+def test_a_read_failing_for_lack_of_memory_is_an_error_not_a_fall_back(tmp_path, monkeypatch) -> None:
+    """Falling back would resume from an older checkpoint, and the newer one, kept, refused every later save."""
+    import pytest
+
+    from trainer.errors import TrainerError
+
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    ck.save(2, state_of(2.0), {"updates": 2, "env_step": 0})
+
+    def out_of_memory(step, args=None):
+        raise RuntimeError("restore failed") from RuntimeError("RESOURCE_EXHAUSTED: out of memory allocating 4 GB")
+
+    monkeypatch.setattr(ck._manager, "restore", out_of_memory)
+    with pytest.raises(TrainerError, match="checkpoint 2 .* could not be read for lack of memory or file handles"):
+        ck.restore(state_of(0.0), {"updates": 0, "env_step": 0})
+    assert ck.steps() == [1, 2] and not (tmp_path / "ck" / "damaged").exists()
+    ck.close()
+
+
+def test_a_failed_save_leaves_no_unfinished_folder(tmp_path) -> None:
+    """Orbax removes its tmp folders only when a manager opens: on a nearly full disk, each failed attempt kept a
+    partial copy of the train state until the next restart."""
+    import pytest
+
+    ck = Checkpointer(tmp_path / "ck", keep=3)
+    ck.save(1, state_of(1.0), {"updates": 1, "env_step": 0})
+    with pytest.raises(ValueError):
+        ck.save(2, {"params": np.array([object()], dtype=object)}, {"updates": 2, "env_step": 0})
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["1"]
+    ck.save(2, state_of(2.0), {"updates": 2, "env_step": 0})
+    assert ck.steps() == [1, 2]
+    ck.close()
