@@ -15,8 +15,9 @@ from rich.table import Table
 
 import envs
 from app.config import Config
-from app.evaluation import EVAL_SEED_OFFSET, eval_plan, first_elo_estimate, play_episodes, score_of
+from app.evaluation import EVAL_SEED_OFFSET, eval_plan, first_elo_estimate, held_out, play_episodes, score_of
 from app.logs import output
+from app.rating import rung_of
 from app.rundir import RunDir
 from app.storage import ensure_run, open_database, record_episode, upgrade
 from app.training import load_policy
@@ -45,7 +46,7 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
     else:
         who = f"DreamerV3 from checkpoint {checkpoint}"
     rated = cfg.env.id == "chess" and cfg.scheduler.elo_ladder
-    estimate = first_elo_estimate(cfg.env, _stored_score(rundir, checkpoint)) if rated else None
+    estimate = _elo_estimate(cfg, rundir, checkpoint) if rated else None
     log.info("evaluating %s on %s", who, cfg.env.id)
     step = int(rundir.read_state().get("env_step", 0))
     table = Table("episode", "opponent", "score", "length", "result",
@@ -65,7 +66,9 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
         log.info("eval episode %d: score %.2f, length %d", len(played), score, length)
 
     try:
-        for env_cfg, count, rung in eval_plan(cfg.env, episodes, elo_estimate=estimate, rungs=cfg.scheduler.elo_rungs):
+        # scored where the checkpoint job scores: mate-in-1 on the held-out positions
+        for env_cfg, count, rung in eval_plan(held_out(cfg.env), episodes, elo_estimate=estimate,
+                                              rungs=cfg.scheduler.elo_rungs):
             env = envs.make_from_config(env_cfg)
             try:
                 play_episodes(env, agent.policy, count, seed=cfg.env.seed + EVAL_SEED_OFFSET + len(played),
@@ -84,15 +87,24 @@ def evaluate(cfg: Config, rundir: RunDir, *, episodes: int) -> int:
     return 0
 
 
-def _stored_score(rundir: RunDir, checkpoint: int | None) -> float | None:
-    """The Elo checkpoint `checkpoint` was rated with, if it was."""
-    if checkpoint is None:
-        return None
+def _elo_estimate(cfg: Config, rundir: RunDir, checkpoint: int | None) -> float:
+    """Where the rating starts, so the games go to the rungs near the agent's strength: the Elo the checkpoint
+    was rated with; else the best rated checkpoint's (the newest is often unscored: the shutdown's save, a
+    rollback's); else the curriculum's rung from state.json; else the configured opponent's."""
     from trainer.checkpoint import Checkpointer
 
-    checkpointer = Checkpointer(rundir.checkpoints_dir, read_only=True, best_metric="elo")
-    try:
-        metrics = checkpointer.metrics(checkpoint)  # None unless it was rated in Elo
-    finally:
-        checkpointer.close()
-    return None if metrics is None else metrics["elo"]
+    stored = None
+    if checkpoint is not None:
+        checkpointer = Checkpointer(rundir.checkpoints_dir, read_only=True, best_metric="elo")
+        try:
+            metrics = checkpointer.metrics(checkpoint)  # None unless it was rated in Elo
+            ranked = checkpointer.ranked()
+        finally:
+            checkpointer.close()
+        stored = metrics["elo"] if metrics is not None else ranked[0][1]["elo"] if ranked else None
+    if stored is None:
+        curriculum = rundir.read_state().get("curriculum")
+        reached = curriculum.get("opponent") if isinstance(curriculum, dict) else None
+        if isinstance(reached, str) and rung_of(reached) is not None:
+            stored = rung_of(reached)
+    return first_elo_estimate(cfg.env, stored)

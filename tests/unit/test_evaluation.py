@@ -96,3 +96,50 @@ def test_checkpoints_of_mate_in_one_are_scored_on_held_out_positions() -> None:
     assert held_out(held_out(mate)) == held_out(mate)
     other = resolve(["catch"], environ={}, blocks=load_blocks()).env
     assert held_out(other) is other
+
+
+def test_eval_starts_rating_at_the_best_rated_checkpoint_or_the_curriculum_rung(tmp_path) -> None:
+    """`dreamstream eval` restores the newest checkpoint, which is often unscored (the shutdown's save, a
+    rollback's): the rating then started at the configured opponent (the random mover), so a strong agent
+    played the three weakest rungs and was rated far too low."""
+    import jax.numpy as jnp
+
+    from app.config import load_blocks, resolve
+    from app.evaluate import _elo_estimate
+    from app.rundir import RunDir
+    from trainer.checkpoint import Checkpointer
+
+    cfg = resolve(["tiny"], [("env.id", "chess")], environ={}, blocks=load_blocks())
+    rundir = RunDir(tmp_path / "run")
+    rundir.root.mkdir()
+    assert _elo_estimate(cfg, rundir, None) == -153.0  # nothing known: the configured opponent's rung
+    rundir.write_state({"env_step": 10, "curriculum": {"opponent": "greedy", "from": "random"}})
+    assert _elo_estimate(cfg, rundir, None) == 658.0  # the rung the curriculum reached
+    ck = Checkpointer(rundir.checkpoints_dir, best_metric="elo")
+    for step, elo in [(1, 900.0), (2, 1200.0), (3, None)]:
+        ck.save(step, {"w": jnp.ones(2)}, {"updates": step}, metric=elo)
+    ck.close()
+    assert _elo_estimate(cfg, rundir, 3) == 1200.0  # the newest is unscored: the best rated one
+    assert _elo_estimate(cfg, rundir, 1) == 900.0  # a rated checkpoint: its own rating
+
+
+def test_eval_scores_mate_in_1_on_the_held_out_positions(tmp_path, monkeypatch) -> None:
+    """As the checkpoint job does: on the training positions it measured memory, and stored it as an eval."""
+    from app import evaluate as evaluate_module
+    from app.config import load_blocks, resolve
+    from app.rundir import RunDir
+
+    cfg = resolve(["tiny", "mate1"], [("trainer.agent", "random")], environ={}, blocks=load_blocks())
+    assert cfg.env.mate.split == "train"
+    made = []
+    real_make = envs.make_from_config
+
+    def make(env_cfg):
+        made.append(env_cfg.mate.split)
+        return real_make(env_cfg)
+
+    monkeypatch.setattr(evaluate_module.envs, "make_from_config", make)
+    rundir = RunDir(tmp_path / "run")
+    rundir.root.mkdir()
+    assert evaluate_module.evaluate(cfg, rundir, episodes=2) == 0
+    assert made == ["train", "test"]  # the probe for the spaces, then the episodes
