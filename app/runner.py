@@ -163,6 +163,7 @@ class Runner:
         self._elo_estimate: float | None = None
         self._auto_rollback_to: int | None = None
         """The checkpoint the last automatic rollback went to: never again to the same one (see checkpoint())."""
+        self._restore_rollback_guard(stored.get("rollback"))
         self._state_lock = threading.RLock()
         """Held while state.json is built and written, and while the curriculum changes the opponent."""
         self._curriculum = self._rates and cfg.scheduler.curriculum
@@ -532,7 +533,9 @@ class Runner:
             if self._curriculum:
                 self._advance_opponent(score)
             best = self.training.best()
-            if self._rollback_rule.observe(score, best[1] if best else None):
+            roll_back = self._rollback_rule.observe(score, best[1] if best else None)
+            self.save_state()  # the rule's count survives a restart
+            if roll_back:
                 assert best is not None
                 if best[0] == self._auto_rollback_to:
                     # Its descendants never matched its score again: that score was likely luck. Going back
@@ -541,6 +544,7 @@ class Runner:
                                        f"has not been matched since ({best[1]}; the last one scored {score})")
                     return
                 self._auto_rollback_to = best[0]
+                self.save_state()
                 try:
                     self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below "
                                          f"the best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
@@ -606,6 +610,21 @@ class Runner:
         if self.training_opponent is None:
             return env
         return with_opponent(env, self.training_opponent)
+
+    def _restore_rollback_guard(self, stored: Any) -> None:
+        """Take back the rollback rule's count and the last automatic rollback's target from state.json: a run
+        that restarts (a crash, a deploy, a restart loop) must not roll back to the same lucky checkpoint again
+        and again, nor forget the clearly worse checkpoints it has seen."""
+        if stored is None:
+            return
+        worse, target = (stored.get("worse_in_a_row"), stored.get("auto_rollback_to")) if isinstance(stored, dict) \
+            else (None, None)
+        valid = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        if not valid(worse) or not (target is None or valid(target)):
+            log.warning("state.json: rollback = %r is not {worse_in_a_row, auto_rollback_to}; the rollback rule "
+                        "starts afresh", stored)
+            return
+        self._rollback_rule.worse_in_a_row, self._auto_rollback_to = worse, target
 
     def _restore_opponent(self, stored: Any) -> str | None:
         """The rung a resumed curriculum had reached, if it started from the opponent configured now."""
@@ -870,6 +889,8 @@ class Runner:
             learner = self.training.learner if self.training is not None else None
             if learner.paused.is_set() if learner is not None and self._with_dashboard else self._stored_paused:
                 state["paused"] = True
+            state["rollback"] = {"worse_in_a_row": self._rollback_rule.worse_in_a_row,
+                                 "auto_rollback_to": self._auto_rollback_to}
             if self.training_opponent is not None:
                 state["curriculum"] = {"opponent": self.training_opponent, "from": self.cfg.env.chess.opponent}
             elif self._stored_curriculum is not None and not self._curriculum:

@@ -106,6 +106,16 @@ def test_two_clearly_worse_checkpoints_in_a_row_roll_back_to_the_best(runner, mo
     with sqlite3.connect(runner.rundir.database_path("dreamstream.db")) as db:
         kinds = [k for (k,) in db.execute("select kind from events where kind like 'rollback%' order by id")]
     assert kinds == ["rollback", "rollback_skipped"]
+    # A restart keeps both the guard and the count (a restart loop rolled back to 12 again and again).
+    t.learner.updates = 19
+    runner.checkpoint()  # one more clearly worse: the count is 1 of 2
+    assert json.loads(runner.rundir.state_path.read_text())["rollback"] == {"worse_in_a_row": 1,
+                                                                            "auto_rollback_to": 12}
+    again = Runner(runner.cfg, runner.rundir, mode="train")
+    assert (again._rollback_rule.worse_in_a_row, again._auto_rollback_to) == (1, 12)
+    runner.rundir.write_state({"env_step": 0, "rollback": {"worse_in_a_row": "many"}})
+    fresh = Runner(runner.cfg, runner.rundir, mode="train")  # a damaged entry: a warning, the rule starts afresh
+    assert (fresh._rollback_rule.worse_in_a_row, fresh._auto_rollback_to) == (0, None)
 
 
 def test_operator_controls(runner) -> None:
