@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from envs import EnvConfig
 if TYPE_CHECKING:
     from app.config import Config
 
-__all__ = ["EVAL_SEED_OFFSET", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "held_out",
+__all__ = ["EVAL_SEED_OFFSET", "Deadline", "RollbackRule", "Score", "eval_plan", "first_elo_estimate", "held_out",
            "play_episodes", "ranking_metric", "score_of", "with_opponent"]
 
 EVAL_SEED_OFFSET = 10_000_000
@@ -148,7 +149,22 @@ def score_of(played: Sequence[tuple[dict[str, Any], float | None]], *, rated: bo
     return Score(elo, se, len(played))
 
 
-def play_episodes(env: gym.Env, act: Act, episodes: int, *, seed: int, stop: threading.Event | None = None,
+class Deadline:
+    """A stop flag for `play_episodes`: set once `stop` is, or once `seconds` have passed (0: never)."""
+
+    def __init__(self, stop: threading.Event, seconds: float) -> None:
+        self.stop = stop
+        self.at = time.monotonic() + seconds if seconds > 0 else math.inf
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or self.expired
+
+
+def play_episodes(env: gym.Env, act: Act, episodes: int, *, seed: int, stop: threading.Event | Deadline | None = None,
                   on_episode: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Play `episodes` whole episodes (episode i from seed `seed + i`); return each one's `info["episode"]`.
 

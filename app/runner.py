@@ -34,6 +34,7 @@ from app.dashboard import DashboardServer, DashboardServices, create_app
 from app.errors import RunDirError
 from app.evaluation import (
     EVAL_SEED_OFFSET,
+    Deadline,
     RollbackRule,
     Score,
     eval_plan,
@@ -101,6 +102,10 @@ class Live:
     episode_length: int = 0
     recent_scores: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=100))
 
+
+
+class _EvalTimeout(Exception):
+    """An evaluation went past scheduler.eval_timeout_min."""
 
 class Runner:
     """Runs one session of a run: `run()` blocks until stopped and returns the exit status."""
@@ -514,6 +519,11 @@ class Runner:
             if self._evaluates:
                 try:
                     score = self._evaluate(*snapshot)
+                except _EvalTimeout as exc:
+                    log.warning("%s", exc)
+                    self._record_event("eval_timeout", str(exc))
+                    self.training.checkpoint(None, snapshot)
+                    return
                 except Exception as exc:  # a broken eval env or opponent must not stop checkpoints
                     log.exception("evaluation of update %d failed; the checkpoint is saved unscored", snapshot[0])
                     self._record_event("eval_failed", f"update {snapshot[0]}: {type(exc).__name__}: {exc}"[:500])
@@ -564,19 +574,25 @@ class Runner:
         params = self.training.params_of(state)
         agent = self.training.agent
         t0 = time.monotonic()
+        deadline = Deadline(self.stop_event, cfg.scheduler.eval_timeout_min * 60)
         played: list[tuple[dict[str, Any], float | None]] = []  # (episode, the rung's Elo when rating)
         for env_cfg, count, rung in self._eval_plan(n):
             env = envs.make_from_config(env_cfg)
             try:
                 episodes = play_episodes(env, lambda obs, st, first: agent.policy(obs, st, first, params=params),
                                          count, seed=cfg.env.seed + EVAL_SEED_OFFSET + len(played),
-                                         stop=self.stop_event)
+                                         stop=deadline)
             finally:
                 env.close()
             played += [(episode, rung) for episode in episodes]
             if len(episodes) < count:
-                log.info("evaluation of update %d stopped after %d of %d episodes", step, len(played), n)
-                return None
+                if self.stop_event.is_set():
+                    log.info("evaluation of update %d stopped after %d of %d episodes", step, len(played), n)
+                    return None
+                message = (f"the evaluation of update {step} took longer than scheduler.eval_timeout_min = "
+                           f"{cfg.scheduler.eval_timeout_min:g} min ({len(played)} of {n} episodes done; an env "
+                           "without an episode limit?); the checkpoint is saved unscored")
+                raise _EvalTimeout(message)
         seconds = time.monotonic() - t0
         returns = score_of(played, rated=False)
         score = score_of(played, rated=True) if self._rates else returns

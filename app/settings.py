@@ -136,6 +136,10 @@ class SchedulerConfig:
     """Evaluation episodes played with each checkpoint's parameters on a second env before it is saved; their
     mean return ranks it. 0 (or an env with a single instance, such as a screen): rank by the mean of the
     last 100 training episodes instead."""
+    eval_timeout_min: Annotated[float, Interval(ge=0, le=10_080)] = 60.0
+    """Minutes an evaluation may take; past them it stops and the checkpoint is saved unscored (an env without an
+    episode limit, or a hung one, would otherwise hold every later checkpoint and the operator's rollback).
+    0: no limit."""
     rollback_after: Annotated[int, Interval(ge=0, le=1000)] = 3
     """Roll the agent back to the best checkpoint after this many checkpoints in a row scored clearly below
     it (0: never roll back automatically; the dashboard can still do it)."""

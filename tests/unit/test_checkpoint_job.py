@@ -170,6 +170,34 @@ def test_a_failing_evaluation_still_saves_the_checkpoint_unscored(runner, monkey
     assert events == [("update 9: RuntimeError: stockfish died",)]
 
 
+def test_an_evaluation_past_its_time_limit_stops_and_the_checkpoint_is_saved_unscored(open_runner,
+                                                                                     monkeypatch) -> None:
+    """An env without an episode limit (or a hung one) held the checkpoint lock for good: every later checkpoint
+    was skipped and the operator's rollback refused."""
+    import time
+
+    import app.runner
+
+    r = open_runner(["tiny", "catch"], [("scheduler.eval_episodes", 3), ("scheduler.eval_timeout_min", 0.005)])
+    seen = []
+
+    def endless(env, act, episodes, *, seed, stop):
+        began = time.monotonic()
+        while not stop.is_set():  # an episode that never ends
+            time.sleep(0.01)
+        seen.append(time.monotonic() - began)
+        return []
+
+    monkeypatch.setattr(app.runner, "play_episodes", endless)
+    r.training.learner.updates = 5
+    r.checkpoint()
+    assert len(seen) == 1 and 0.2 < seen[0] < 60
+    assert r.training.checkpoint_step == 5 and r.training.best() is None and not r._checkpoint_lock.locked()
+    with sqlite3.connect(r.rundir.database_path("dreamstream.db")) as db:
+        events = db.execute("select message from events where kind = 'eval_timeout'").fetchall()
+    assert len(events) == 1 and "took longer than scheduler.eval_timeout_min = 0.005 min (0 of 3" in events[0][0]
+
+
 def test_chess_checkpoints_are_rated_by_games_against_the_ladder(open_runner) -> None:
     """Real games against the two rungs nearest the training opponent (random mover; epsilon 0.75 over a real
     Stockfish), the Elo fitted from them ranks the checkpoint and becomes the next evaluation's estimate."""
