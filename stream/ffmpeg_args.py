@@ -72,6 +72,10 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
 _INGEST_URL = re.compile(r"(rtmps?://[^\s/'\"]+/(?:[^\s/'\"]+/)+)[^\s/'\":|\]?]+(?:\?[^\s'\"|\]]*)?")
 
 
+PIPE_QUEUE_FRAMES = 16
+"""Raw frames ffmpeg's input thread may hold (about half a second); more is memory and delay, not smoothness."""
+
+
 def _segments(cfg: StreamConfig, recordings_dir: Path, required: bool) -> Sink:
     return Sink(str(recordings_dir / "stream-%Y%m%d-%H%M%S.flv"), "segment",
                 (("segment_format", "flv"), ("segment_time", str(round(cfg.segment_minutes * 60))),
@@ -129,10 +133,13 @@ def ffmpeg_argv(cfg: StreamConfig, output: Output, *, ffmpeg_path: str | None = 
     fps = cfg.fps
     gop = max(1, round(cfg.keyframe_interval_s * fps))
     kbps = cfg.bitrate_kbps
+    # A short queue of raw frames: 512 held 1.5 GB at 720p inside ffmpeg, hid a stalled ingest for ~18 s (the
+    # writes went on succeeding) and kept ~18 s of delay once the encoder fell behind.
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{cfg.width}x{cfg.height}",
-                         framerate=fps, thread_queue_size=512)
+                         framerate=fps, thread_queue_size=PIPE_QUEUE_FRAMES)
     if cfg.music_path:
-        audio = ffmpeg.input(cfg.music_path, stream_loop=-1, thread_queue_size=512)
+        # Its audio only: an MP3's cover art is a second video stream, which FLV refuses (ffmpeg exited, forever).
+        audio = ffmpeg.input(cfg.music_path, stream_loop=-1, thread_queue_size=512).audio
     else:
         audio = ffmpeg.input("anullsrc=channel_layout=stereo:sample_rate=44100", f="lavfi", thread_queue_size=512)
     options: dict[str, object] = {
@@ -148,7 +155,9 @@ def ffmpeg_argv(cfg: StreamConfig, output: Output, *, ffmpeg_path: str | None = 
         options.update(f=sink.muxer, **dict(sink.options))
         target = sink.url
     else:
-        options["f"] = "tee"
+        # The tee muxer does not ask the encoders for global headers as FLV needs: without this, the FLV's AVC
+        # sequence header was empty and the video came in Annex B start codes (ffprobe coped; ingests may not).
+        options.update(f="tee", flags="+global_header")
         target = _tee(output.sinks)
     out = ffmpeg.output(video, audio, target, **options).global_args(
         "-hide_banner", "-loglevel", "warning", "-nostats", "-nostdin", "-progress", "pipe:1", "-stats_period", "1")
