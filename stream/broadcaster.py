@@ -7,12 +7,15 @@ restarted with exponential backoff and jitter while `offer` keeps working.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import random
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -56,6 +59,17 @@ def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv
     return deleted
 
 
+def _reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether the host of an rtmp(s):// URL accepts a TCP connection on its port (1935 / 443 by default)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 class Broadcaster:
     """Feeds composed frames to a supervised ffmpeg at a fixed rate."""
 
@@ -74,6 +88,9 @@ class Broadcaster:
         self._ticks = 0
         self._thread: threading.Thread | None = None
         self._reconnect_reason = ""
+        self._ingest_retry = False
+        self._backoff_s = 1.0
+        self._prober: concurrent.futures.ThreadPoolExecutor | None = None
         self._watchdog: threading.Thread | None = None
         self._encoder: EncoderProcess | None = None
         self._write_started: float | None = None
@@ -138,6 +155,9 @@ class Broadcaster:
                 self._thread.join(timeout=timeout_s / 2)
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
+        if self._prober is not None:
+            self._prober.shutdown(wait=False, cancel_futures=True)  # a probe in flight ends within its timeout
+            self._prober = None
         self._thread = self._watchdog = None
         self._state = "stopped"
         self._live_since = None
@@ -160,8 +180,14 @@ class Broadcaster:
             log.error("%s", self._last_error)
             return None
 
+    def _delay(self) -> float:
+        """The next wait before a retry (jittered), and the backoff doubled for the one after."""
+        delay = min(self._backoff_s, self.cfg.restart_backoff_max_s) * random.uniform(0.8, 1.2)
+        self._backoff_s = min(self._backoff_s * 2, self.cfg.restart_backoff_max_s)
+        return delay
+
     def _run(self) -> None:
-        backoff_s = 1.0
+        self._backoff_s = 1.0
         blank = np.full(self._shape, 40, np.uint8)
         while not self._stop.is_set():
             try:
@@ -180,12 +206,17 @@ class Broadcaster:
                         log.info("reconnected the stream: %s", self._reconnect_reason)
                         self._reconnect_reason = ""
                         self._counts["scheduled_reconnects"] += 1
-                        backoff_s = 1.0  # it had been live for hours: a failure now starts the backoff afresh
+                        self._backoff_s = 1.0  # it had been live for hours: a failure now starts the backoff afresh
                         continue  # a planned reconnect: no backoff, not counted as a failure
+                    if self._ingest_retry:  # the local outputs ran on while it waited: retry the ingest at once
+                        self._ingest_retry = False
+                        self._counts["restarts"] += 1
+                        log.info("retrying the ingest %s", self.output.shown)
+                        continue
                     self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
                     log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
                     if ran_s >= STABLE_AFTER_S:
-                        backoff_s = 1.0
+                        self._backoff_s = 1.0
             except Exception as exc:  # a bug here must never end the broadcast: log it, restart the encoder
                 log.exception("stream loop error; restarting the encoder")
                 self._last_error = f"internal error: {type(exc).__name__}: {exc}"
@@ -193,10 +224,9 @@ class Broadcaster:
             self._counts["restarts"] += 1
             self._state = "reconnecting"
             self._live_since = None
-            delay = min(backoff_s, self.cfg.restart_backoff_max_s) * random.uniform(0.8, 1.2)
+            delay = self._delay()
             log.info("restarting ffmpeg in %.1fs", delay)
             self._stop.wait(delay)
-            backoff_s = min(backoff_s * 2, self.cfg.restart_backoff_max_s)
 
     def _abandon_encoder(self) -> None:
         encoder, self._encoder, self._live_since = self._encoder, None, None
@@ -210,6 +240,8 @@ class Broadcaster:
         period = 1.0 / self.cfg.fps
         deadline = time.monotonic()
         last_prune = time.monotonic()
+        retry_at: float | None = None  # the ingest failed: when to look whether it is back
+        probe: concurrent.futures.Future | None = None
         while not self._stop.is_set() and encoder.is_running():
             frame = self._next_frame()
             data = memoryview(np.ascontiguousarray(blank if frame is None else frame)).cast("B")
@@ -225,12 +257,31 @@ class Broadcaster:
             with self._tick:
                 self._ticks += 1
                 self._tick.notify_all()
-            # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
-            if self._state != "live" and encoder.progress_at is not None:
-                self._state = "live"
-                self._live_since = time.monotonic()
-                log.info("stream live -> %s", self.output.shown)
             now = time.monotonic()
+            if self.output.ingest_watched and 0 in encoder.failed_sinks:
+                if retry_at is None:
+                    delay = self._delay()
+                    retry_at = now + delay
+                    self._state, self._live_since = "reconnecting", None
+                    self._last_error = f"the ingest failed: {encoder.failed_sinks[0]}"
+                    log.warning("%s; the recording and the preview go on; retrying it in %.1fs",
+                                self._last_error, delay)
+                elif now >= retry_at and probe is None:
+                    # Restarted only once its server answers: each restart cuts the preview and starts a new
+                    # recording file, which a long outage would otherwise do every restart_backoff_max_s.
+                    probe = self._probe_ingest()
+                elif probe is not None and probe.done():
+                    if probe.result():
+                        self._ingest_retry = True
+                        return  # _run starts ffmpeg again at once
+                    probe, retry_at = None, now + self._delay()
+            # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
+            elif self._state != "live" and encoder.progress_at is not None:
+                self._state = "live"
+                self._live_since = now
+                log.info("stream live -> %s", self.output.shown)
+            if self._live_since is not None and now - self._live_since >= STABLE_AFTER_S:
+                self._backoff_s = 1.0
             if self.output.is_file and self.recordings_dir is not None and now - last_prune > PRUNE_EVERY_S:
                 last_prune = now
                 prune_recordings(self.recordings_dir, self.cfg.keep_recordings_mb)
@@ -241,6 +292,12 @@ class Broadcaster:
             if deadline < now - 1.0:
                 deadline = now  # fell far behind (e.g. ffmpeg slow to start): do not burst to catch up
             self._stop.wait(max(0.0, deadline - now))
+
+    def _probe_ingest(self) -> concurrent.futures.Future:
+        """Return a future of whether the ingest's server accepts a TCP connection now (off the pacer's thread)."""
+        if self._prober is None:
+            self._prober = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream-ingest-probe")
+        return self._prober.submit(_reachable, self.output.url)
 
     def _watch(self) -> None:
         """Kill ffmpeg when one frame write has hung for stall_timeout_s; the pacer then restarts it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -13,6 +14,10 @@ from stream.ffmpeg_args import redact
 __all__ = ["EncoderProcess"]
 
 log = logging.getLogger(__name__)
+
+
+_SINK_FAILED = re.compile(r"Slave muxer #(\d+) failed: (.*?)(?:, continuing with \d+/\d+ slaves\.?)?$")
+"""ffmpeg's tee on a sink with onfail=ignore that failed (at its opening or later)."""
 
 
 class EncoderProcess:
@@ -36,6 +41,8 @@ class EncoderProcess:
         self.progress: dict[str, str] = {}
         """The newest complete block of ffmpeg's -progress output (bitrate, total_size, speed, ...)."""
         self.progress_at: float | None = None
+        self.failed_sinks: dict[int, str] = {}
+        """Sinks of a tee output that failed while ffmpeg goes on with the others: index -> ffmpeg's reason."""
         self._stderr = threading.Thread(target=self._drain, name=f"ffmpeg-stderr-{self.pid}", daemon=True)
         self._stdout = threading.Thread(target=self._read_progress, name=f"ffmpeg-progress-{self.pid}",
                                         daemon=True)
@@ -49,6 +56,9 @@ class EncoderProcess:
             if line:
                 self.errors.append(line)
                 log.warning("ffmpeg[%d]: %s", self.pid, line)
+                failed = _SINK_FAILED.search(line)
+                if failed:
+                    self.failed_sinks.setdefault(int(failed[1]), failed[2])
 
     def _read_progress(self) -> None:
         assert self.proc.stdout is not None

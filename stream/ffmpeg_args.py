@@ -6,7 +6,7 @@ import logging
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ffmpeg
@@ -47,6 +47,12 @@ class Output:
     @property
     def is_file(self) -> bool:
         return self.sinks[0].muxer == "segment"
+
+    @property
+    def ingest_watched(self) -> bool:
+        """The ingest (the first sink) is optional in the tee so that the recording and the preview go on
+        while it is down; the broadcaster watches for its failure and reconnects it."""
+        return len(self.sinks) > 1 and not self.sinks[0].required
 
     @property
     def shown(self) -> str:
@@ -112,6 +118,9 @@ def output_for(cfg: StreamConfig, recordings_dir: Path, hls_dir: Path | None = N
         sinks.append(Sink(str(hls_dir / "index.m3u8"), "hls",
                           (("hls_time", str(round(cfg.keyframe_interval_s))), ("hls_list_size", "6"),
                            ("hls_flags", "delete_segments+omit_endlist+temp_file")), required=False))
+    if len(sinks) > 1 and sinks[0].muxer == "flv":
+        # An ingest outage must not take the recording and the dashboard preview down with it (see ingest_watched)
+        sinks[0] = replace(sinks[0], required=False)
     return Output(tuple(sinks), secrets)
 
 

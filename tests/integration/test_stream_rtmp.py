@@ -149,6 +149,42 @@ def test_extra_outputs_record_and_hls_beside_rtmp(nginx, tmp_path) -> None:
         assert flv_codec_headers(flv) == {"avc_config": True, "aac_config": True, "length_prefixed": True}, flv
 
 
+def test_an_ingest_outage_keeps_the_recording_and_the_preview_going(nginx, tmp_path) -> None:
+    """The ingest sink aborted ffmpeg: while the server was down, every restart died at the connect, and the
+    recording and the dashboard's HLS preview stopped for the whole outage."""
+    cfg = StreamConfig(target=nginx.url("k"), record=True, hls=True, width=640, height=360, preset="ultrafast",
+                       bitrate_kbps=800, restart_backoff_max_s=3)
+    rec, hls = tmp_path / "rec", tmp_path / "hls"
+    rec.mkdir()
+    hls.mkdir()
+    b = Broadcaster(cfg, output_for(cfg, rec, hls), recordings_dir=rec, hls_dir=hls)
+
+    def hls_sequence() -> int:
+        text = (hls / "index.m3u8").read_text() if (hls / "index.m3u8").exists() else ""
+        found = [line.split(":")[1] for line in text.splitlines() if line.startswith("#EXT-X-MEDIA-SEQUENCE:")]
+        return int(found[0]) if found else -1
+
+    def recorded() -> int:
+        return sum(p.stat().st_size for p in rec.glob("stream-*.flv"))
+
+    with Producer(b, cfg):
+        wait_for(lambda: publishing(nginx) and b.health()["state"] == "live", "the first publish")
+        nginx.kill()
+        wait_for(lambda: b.health()["state"] == "reconnecting", "the broadcaster to see the ingest fail")
+        assert b.health()["last_error"].startswith("the ingest failed")
+        sequence, size = hls_sequence(), recorded()
+        wait_for(lambda: hls_sequence() >= sequence + 3 and recorded() > size + 100_000,
+                 "the preview and the recording to go on while the ingest is down")
+        # While the server does not even accept a connection, the same ffmpeg runs on: no cut in the preview, no
+        # new recording file at every retry.
+        assert b.health()["state"] == "reconnecting" and b.health()["restarts"] == 0
+        assert len(list(rec.glob("stream-*.flv"))) == 1
+        nginx.start()
+        wait_for(lambda: publishing(nginx) and b.health()["state"] == "live", "the ingest to come back")
+        assert b.health()["restarts"] == 1
+    assert len(nginx.recordings("k")) >= 2
+
+
 def flv_codec_headers(path) -> dict[str, bool]:
     """Read an FLV's first tags: does its AVC sequence header hold an AVCDecoderConfigurationRecord, its AAC
     sequence header an AudioSpecificConfig, and is the first coded frame in length-prefixed NAL units?"""

@@ -76,12 +76,19 @@ def test_custom_ingest_gets_the_stream_key_appended_and_hidden() -> None:
     assert kept.url == "rtmp://h/app/k9" and "k9" not in kept.shown
 
 
-def test_tee_aborts_on_the_required_sink_and_ignores_the_extras(tmp_path) -> None:
+def test_tee_sinks_and_which_one_ends_ffmpeg(tmp_path) -> None:
     cfg = StreamConfig(target="rtmp://h/live/k", record=True, hls=True)
     out = output_for(cfg, tmp_path / "rec", tmp_path / "hls")
     argv = ffmpeg_argv(cfg, out)
     tee = argv[argv.index("tee") + 1:][[a.startswith("[f=") for a in argv[argv.index("tee") + 1:]].index(True)]
     primary, record, hls = tee.split("|")
-    assert primary == "[f=flv:flvflags=no_duration_filesize:onfail=abort]rtmp://h/live/k"
+    # The ingest too is optional in the tee: its outage must not stop the recording and the preview (the
+    # broadcaster watches for its failure and reconnects it).
+    assert primary == "[f=flv:flvflags=no_duration_filesize:onfail=ignore]rtmp://h/live/k" and out.ingest_watched
     assert record.startswith("[f=segment:") and ":onfail=ignore]" in record
     assert hls.startswith("[f=hls:") and hls.endswith(f":onfail=ignore]{tmp_path / 'hls' / 'index.m3u8'}")
+    # Recording to files, the recording is what counts: its failure ends ffmpeg, which is restarted.
+    files = output_for(StreamConfig(target="file", hls=True), tmp_path / "rec", tmp_path / "hls")
+    assert [sink.required for sink in files.sinks] == [True, False] and not files.ingest_watched
+    alone = output_for(StreamConfig(target="rtmp://h/live/k", hls=False), tmp_path / "rec")
+    assert alone.sinks[0].required and not alone.ingest_watched  # one sink: its failure is ffmpeg's
