@@ -822,15 +822,24 @@ class Runner:
         s = self.cfg.stream
         layout = Layout(width=s.width, height=s.height)
         self.broadcaster.offer(fallback_frame(layout, "Starting..."))
+        brb, failed_at = fallback_frame(layout, "Be right back"), -math.inf
         while not stop.is_set():
             # Phase-locked to the pacer: one fresh frame per frame sent (none dropped or repeated). If the
             # encoder is down, the timeout keeps composing for the dashboard's preview.
             self.broadcaster.wait_tick(2.0 / s.fps)
             with self._lock:
                 frame = self.live.frame
-            composed = compose(frame, self._overlay_state(), layout)
+            try:
+                composed = compose(frame, self._overlay_state(), layout)
+            except Exception:  # a bug drawing one frame: the card, not the last frame frozen for good
+                if time.monotonic() - failed_at > 60.0:
+                    log.exception("composing the broadcast frame failed; showing 'Be right back' meanwhile")
+                failed_at = time.monotonic()
+                composed = brb
             self._composed = composed
             self.broadcaster.offer(composed)
+        # Stopping: the last checkpoint and the encoder's end can take a while; viewers see the card meanwhile.
+        self.broadcaster.offer(brb)
 
     def _is_playing(self) -> bool:
         with self._lock:

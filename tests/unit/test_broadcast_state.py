@@ -76,3 +76,43 @@ def test_dreams_come_from_the_agent_and_never_span_episodes() -> None:
         feed.on_step(np.zeros((16, 16, 3), np.uint8), np.int32(0), state, {}, env=None)
     feed.on_episode(11, {"return": 0.0, "length": 3})  # 3 frames: too short to replace the kept episode
     assert feed.refresh_dream(agent) and np.array_equal(feed.state({}).dream.reality, dream.reality)
+
+
+def test_the_compositor_shows_be_right_back_when_a_frame_cannot_be_drawn_and_when_stopping() -> None:
+    """The pacer repeats the last frame it was offered: a compose bug (the compositor restarted and failed again)
+    or a long shutdown (the last checkpoint) left viewers on a frozen frame, HUD and uptime included."""
+    import threading
+    from types import SimpleNamespace
+
+    from app.runner import Runner
+    from overlays import Layout, OverlayState, fallback_frame
+
+    offers: list[np.ndarray] = []
+    stop = threading.Event()
+
+    class Pacer:
+        def offer(self, frame: np.ndarray) -> None:
+            offers.append(frame)
+
+        def wait_tick(self, timeout_s: float) -> bool:
+            if len(offers) >= 4:
+                stop.set()  # the app stops while the fifth frame is composed
+            return True
+
+    drawn = iter([OverlayState(), RuntimeError("a drawing bug"), OverlayState(), OverlayState()])
+
+    def overlay_state() -> OverlayState:
+        state = next(drawn)
+        if isinstance(state, Exception):
+            raise state
+        return state
+
+    runner = SimpleNamespace(broadcaster=Pacer(), cfg=SimpleNamespace(stream=SimpleNamespace(width=320, height=180,
+                                                                                               fps=15)),
+                             _lock=threading.Lock(), live=SimpleNamespace(frame=None), _overlay_state=overlay_state,
+                             _composed=None)
+    Runner._compose_loop(runner, stop)
+    layout = Layout(width=320, height=180)
+    starting, brb = fallback_frame(layout, "Starting..."), fallback_frame(layout, "Be right back")
+    shown = ["starting" if np.array_equal(f, starting) else "brb" if np.array_equal(f, brb) else "?" for f in offers]
+    assert shown == ["starting", "starting", "brb", "starting", "starting", "brb"]
