@@ -544,7 +544,7 @@ class Runner:
                 self._advance_opponent(score)
             best = self.training.best()
             roll_back = self._rollback_rule.observe(score, best[1] if best else None)
-            self.save_state()  # the rule's count survives a restart
+            self._save_state_quietly()  # the rule's count survives a restart
             if roll_back:
                 assert best is not None
                 if best[0] == self._auto_rollback_to:
@@ -554,7 +554,7 @@ class Runner:
                                        f"has not been matched since ({best[1]}; the last one scored {score})")
                     return
                 self._auto_rollback_to = best[0]
-                self.save_state()
+                self._save_state_quietly()
                 try:
                     self.rollback(reason=f"{self._rollback_rule.after} checkpoints in a row scored clearly below "
                                          f"the best, checkpoint {best[0]} ({best[1]}); the last one scored {score}")
@@ -834,7 +834,7 @@ class Runner:
             except Exception:  # a bug drawing one frame: the card, not the last frame frozen for good
                 if time.monotonic() - failed_at > 60.0:
                     log.exception("composing the broadcast frame failed; showing 'Be right back' meanwhile")
-                failed_at = time.monotonic()
+                    failed_at = time.monotonic()
                 composed = brb
             self._composed = composed
             self.broadcaster.offer(composed)

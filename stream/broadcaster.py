@@ -7,7 +7,6 @@ restarted with exponential backoff and jitter while `offer` keeps working.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import random
 import socket
@@ -27,6 +26,8 @@ __all__ = ["Broadcaster", "prune_recordings"]
 
 log = logging.getLogger(__name__)
 
+INGEST_RETRY_MAX_S = 600.0
+"""Longest wait between retries of an ingest that fails while the recording and the preview go on."""
 STABLE_AFTER_S = 60.0
 """An encoder that ran this long resets the backoff to its first step."""
 PRUNE_EVERY_S = 60.0
@@ -59,15 +60,25 @@ def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv
     return deleted
 
 
-def _reachable(url: str, timeout_s: float = 3.0) -> bool:
-    """Whether the host of an rtmp(s):// URL accepts a TCP connection on its port (1935 / 443 by default)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
+class _Probe:
+    """Whether the host of an rtmp(s):// URL accepts a TCP connection on its port (1935 / 443 by default), found
+    out on a daemon thread: a name lookup can outlast any timeout, and must not hold the pacer or the exit."""
+
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        self.reachable = False
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(url, timeout_s), name="stream-ingest-probe", daemon=True).start()
+
+    def _run(self, url: str, timeout_s: float) -> None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "rtmps" else 1935)
+            with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+                self.reachable = True
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.done.set()
 
 
 class Broadcaster:
@@ -90,7 +101,7 @@ class Broadcaster:
         self._reconnect_reason = ""
         self._ingest_retry = False
         self._backoff_s = 1.0
-        self._prober: concurrent.futures.ThreadPoolExecutor | None = None
+        self._ingest_backoff_s = 1.0
         self._watchdog: threading.Thread | None = None
         self._encoder: EncoderProcess | None = None
         self._write_started: float | None = None
@@ -155,9 +166,6 @@ class Broadcaster:
                 self._thread.join(timeout=timeout_s / 2)
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
-        if self._prober is not None:
-            self._prober.shutdown(wait=False, cancel_futures=True)  # a probe in flight ends within its timeout
-            self._prober = None
         self._thread = self._watchdog = None
         self._state = "stopped"
         self._live_since = None
@@ -241,7 +249,7 @@ class Broadcaster:
         deadline = time.monotonic()
         last_prune = time.monotonic()
         retry_at: float | None = None  # the ingest failed: when to look whether it is back
-        probe: concurrent.futures.Future | None = None
+        probe: _Probe | None = None
         while not self._stop.is_set() and encoder.is_running():
             frame = self._next_frame()
             data = memoryview(np.ascontiguousarray(blank if frame is None else frame)).cast("B")
@@ -260,7 +268,7 @@ class Broadcaster:
             now = time.monotonic()
             if self.output.ingest_watched and 0 in encoder.failed_sinks:
                 if retry_at is None:
-                    delay = self._delay()
+                    delay = self._ingest_delay()
                     retry_at = now + delay
                     self._state, self._live_since = "reconnecting", None
                     self._last_error = f"the ingest failed: {encoder.failed_sinks[0]}"
@@ -269,19 +277,19 @@ class Broadcaster:
                 elif now >= retry_at and probe is None:
                     # Restarted only once its server answers: each restart cuts the preview and starts a new
                     # recording file, which a long outage would otherwise do every restart_backoff_max_s.
-                    probe = self._probe_ingest()
-                elif probe is not None and probe.done():
-                    if probe.result():
+                    probe = _Probe(self.output.url)
+                elif probe is not None and probe.done.is_set():
+                    if probe.reachable:
                         self._ingest_retry = True
                         return  # _run starts ffmpeg again at once
-                    probe, retry_at = None, now + self._delay()
+                    probe, retry_at = None, now + self._ingest_delay()
             # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
             elif self._state != "live" and encoder.progress_at is not None:
                 self._state = "live"
                 self._live_since = now
                 log.info("stream live -> %s", self.output.shown)
             if self._live_since is not None and now - self._live_since >= STABLE_AFTER_S:
-                self._backoff_s = 1.0
+                self._backoff_s = self._ingest_backoff_s = 1.0
             if self.output.is_file and self.recordings_dir is not None and now - last_prune > PRUNE_EVERY_S:
                 last_prune = now
                 prune_recordings(self.recordings_dir, self.cfg.keep_recordings_mb)
@@ -293,11 +301,14 @@ class Broadcaster:
                 deadline = now  # fell far behind (e.g. ffmpeg slow to start): do not burst to catch up
             self._stop.wait(max(0.0, deadline - now))
 
-    def _probe_ingest(self) -> concurrent.futures.Future:
-        """Return a future of whether the ingest's server accepts a TCP connection now (off the pacer's thread)."""
-        if self._prober is None:
-            self._prober = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stream-ingest-probe")
-        return self._prober.submit(_reachable, self.output.url)
+    def _ingest_delay(self) -> float:
+        """The wait before the ingest is retried while the other outputs run: it grows to INGEST_RETRY_MAX_S,
+        beyond restart_backoff_max_s, since a server that refuses the publish (a wrong key) would otherwise cut
+        the preview and start a new recording file every restart_backoff_max_s for as long as it refuses."""
+        delay = self._ingest_backoff_s * random.uniform(0.8, 1.2)
+        longest = max(INGEST_RETRY_MAX_S, self.cfg.restart_backoff_max_s)
+        self._ingest_backoff_s = min(self._ingest_backoff_s * 2, longest)
+        return delay
 
     def _watch(self) -> None:
         """Kill ffmpeg when one frame write has hung for stall_timeout_s; the pacer then restarts it."""

@@ -20,6 +20,11 @@ _SINK_FAILED = re.compile(r"Slave muxer #(\d+) failed: (.*?)(?:, continuing with
 """ffmpeg's tee on a sink with onfail=ignore that failed (at its opening or later)."""
 
 
+_QUIET = re.compile(r"Thread message queue blocking")
+"""ffmpeg warnings that are expected and say nothing wrong: the short raw-frame queue fills while an ingest
+connects (the pacer waits meanwhile)."""
+
+
 class EncoderProcess:
     """Owns one ffmpeg child. `write` blocks while ffmpeg is busy; `stop` never deadlocks.
 
@@ -53,7 +58,9 @@ class EncoderProcess:
         assert self.proc.stderr is not None
         for raw in iter(self.proc.stderr.readline, b""):
             line = redact(raw.decode(errors="replace").rstrip(), self._secrets)
-            if line:
+            if line and _QUIET.search(line):
+                log.debug("ffmpeg[%d]: %s", self.pid, line)
+            elif line:
                 self.errors.append(line)
                 log.warning("ffmpeg[%d]: %s", self.pid, line)
                 failed = _SINK_FAILED.search(line)

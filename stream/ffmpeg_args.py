@@ -119,8 +119,11 @@ def output_for(cfg: StreamConfig, recordings_dir: Path, hls_dir: Path | None = N
                           (("hls_time", str(round(cfg.keyframe_interval_s))), ("hls_list_size", "6"),
                            ("hls_flags", "delete_segments+omit_endlist+temp_file")), required=False))
     if len(sinks) > 1 and sinks[0].muxer == "flv":
-        # An ingest outage must not take the recording and the dashboard preview down with it (see ingest_watched)
-        sinks[0] = replace(sinks[0], required=False)
+        # An ingest outage must not take the recording and the dashboard preview down with it (see ingest_watched).
+        # rw_timeout: a server that accepts the connection and then says nothing (or a network that stalls without
+        # a reset) fails the sink instead of holding the tee, and the other sinks with it, until the watchdog.
+        timeout_us = round(max(1.0, cfg.stall_timeout_s / 2) * 1e6)
+        sinks[0] = replace(sinks[0], required=False, options=(*sinks[0].options, ("rw_timeout", str(timeout_us))))
     return Output(tuple(sinks), secrets)
 
 

@@ -54,6 +54,8 @@ class _Manager(ocp.CheckpointManager):
         try:
             return super().metrics(step)
         except (OSError, ValueError) as exc:
+            if _transient(exc):  # no file handles or memory: not damage (read as none, BestN would prune the best)
+                raise
             log.debug("checkpoint %d: unreadable metrics (%s)", step, exc)
             return None
 
@@ -188,7 +190,9 @@ class Checkpointer:
                     raise TrainerError(
                         f"checkpoint {step} in {self.directory} could not be read for lack of memory or file "
                         f"handles ({type(exc).__name__}: {str(exc)[:200]}); nothing was changed. Free memory "
-                        "(another process on the GPU?) or raise the open-files limit, then try again.") from exc
+                        "(another process on the GPU?) or raise the open-files limit, then try again; if it keeps "
+                        f"failing, the checkpoint itself may be damaged: move {self.directory / str(step)} aside by "
+                        "hand.") from exc
                 log.warning("checkpoint %d is unreadable (%s: %s)%s; trying %s", step, type(exc).__name__,
                             str(exc)[:200], self._set_aside(step), "an older one" if steps is None else "the next one")
                 continue

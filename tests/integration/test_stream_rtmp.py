@@ -185,6 +185,28 @@ def test_an_ingest_outage_keeps_the_recording_and_the_preview_going(nginx, tmp_p
     assert len(nginx.recordings("k")) >= 2
 
 
+def test_an_ingest_that_accepts_and_then_says_nothing_does_not_hold_the_preview(tmp_path) -> None:
+    """The tee opens its sinks in turn, the ingest first: a server that took the connection and never answered
+    held the HLS preview (and the recording) until the watchdog killed ffmpeg, at every restart."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody ever reads or answers
+    cfg = StreamConfig(target=f"rtmp://127.0.0.1:{silent.getsockname()[1]}/live/k", hls=True, width=640,
+                       height=360, preset="ultrafast", bitrate_kbps=800, stall_timeout_s=4)
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    b = Broadcaster(cfg, output_for(cfg, tmp_path, hls), hls_dir=hls)
+    try:
+        with Producer(b, cfg):
+            wait_for(lambda: b.health()["last_error"].startswith("the ingest failed"), "the ingest to time out")
+            wait_for(lambda: len(list(hls.glob("*.ts"))) >= 2, "the preview to go on")
+            assert b.health()["stalls"] == 0 and b.health()["state"] != "live"  # timed out, not killed
+    finally:
+        silent.close()
+
+
 def flv_codec_headers(path) -> dict[str, bool]:
     """Read an FLV's first tags: does its AVC sequence header hold an AVCDecoderConfigurationRecord, its AAC
     sequence header an AudioSpecificConfig, and is the first coded frame in length-prefixed NAL units?"""

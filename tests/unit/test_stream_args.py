@@ -84,7 +84,9 @@ def test_tee_sinks_and_which_one_ends_ffmpeg(tmp_path) -> None:
     primary, record, hls = tee.split("|")
     # The ingest too is optional in the tee: its outage must not stop the recording and the preview (the
     # broadcaster watches for its failure and reconnects it).
-    assert primary == "[f=flv:flvflags=no_duration_filesize:onfail=ignore]rtmp://h/live/k" and out.ingest_watched
+    # rw_timeout (half of stall_timeout_s, 10 s): a server that accepts and then says nothing fails the sink.
+    assert primary == "[f=flv:flvflags=no_duration_filesize:rw_timeout=5000000:onfail=ignore]rtmp://h/live/k"
+    assert out.ingest_watched
     assert record.startswith("[f=segment:") and ":onfail=ignore]" in record
     assert hls.startswith("[f=hls:") and hls.endswith(f":onfail=ignore]{tmp_path / 'hls' / 'index.m3u8'}")
     # Recording to files, the recording is what counts: its failure ends ffmpeg, which is restarted.
