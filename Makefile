@@ -9,6 +9,12 @@ STAMP := $(VENV)/.dreamstream-installed
 LOGDIR ?= runs/default
 ARGS ?=
 PYTEST_ARGS ?=
+TESTS ?=
+TEST_WORKERS ?= 2
+# `make test` runs in two phases: the compile-bound tests (XLA compiling tiny agents) on TEST_WORKERS workers
+# (pytest-xdist), then the tests that time real streams, browsers and processes one at a time. TESTS=... runs just
+# those paths (one phase); PYTEST_ARGS go to every pytest run.
+PARALLEL_TESTS := tests/unit tests/integration/test_multi_process.py tests/integration/test_cli_commands.py
 # System parts: encoder, virtual display and input tools, chess engine and GUI, RTMP server, browser, fonts.
 APT_PACKAGES := python3 python3-venv python3-dev ffmpeg xvfb x11-utils xdotool stockfish xboard polyglot \
 	nginx libnginx-mod-rtmp chromium chromium-driver fonts-dejavu-core libcairo2 libegl1 libegl-mesa0 \
@@ -51,7 +57,11 @@ run: setup
 	$(BIN)/dreamstream run --logdir $(LOGDIR) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(TESTS)" ]; then set -x; exec $(BIN)/python -m pytest $(PYTEST_ARGS) $(TESTS); fi; \
+	rc=0; set -x; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) $(PARALLEL_TESTS) || rc=$$?; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/integration $(patsubst %,--ignore=%,$(filter tests/integration/%,$(PARALLEL_TESTS))) || rc=$$?; \
+	exit $$rc
 
 lint: setup
 	$(BIN)/ruff check .

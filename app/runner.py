@@ -517,6 +517,7 @@ class Runner:
             if snapshot[0] == 0 or snapshot[0] == self.training.checkpoint_step:
                 return
             if self._evaluates:
+                snapshot = self.training.held(snapshot)
                 try:
                     score = self._evaluate(*snapshot)
                 except _EvalTimeout as exc:

@@ -249,9 +249,22 @@ class Training:
         self._snapshot_env_step = (step, self.env_steps())
         return step, state
 
+    def held(self, snapshot: tuple[int, Any]) -> tuple[int, Any]:
+        """The snapshot as host arrays, to keep while it is evaluated (minutes): on a GPU, one more whole train
+        state (parameters, optimizer moments, slow critic) beside the learner's own could run a big model out of
+        memory; only its parameters go back to the device to act (params_of). Across processes as it is."""
+        if self.agent.multiprocess:
+            return snapshot
+        import jax
+
+        step, state = snapshot
+        return step, jax.device_get(state)
+
     def params_of(self, state: Any) -> Any:
-        """The parameters of a snapshot, as this process can act with them (e.g. to evaluate it)."""
-        return self.agent._local(state.params)
+        """The parameters of a snapshot, on this process's device, as it can act with them (e.g. to evaluate it)."""
+        import jax
+
+        return jax.device_put(self.agent._local(state.params))
 
     def checkpoint(self, score: Score | None = None, snapshot: tuple[int, Any] | None = None,
                    extra: dict[str, float] | None = None) -> int | None:

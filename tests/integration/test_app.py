@@ -242,11 +242,14 @@ def test_kill_9_leaves_no_orphan_and_the_run_resumes(app_factory, tmp_path) -> N
 def test_stream_key_never_reaches_the_run_dir_or_output(app_factory, tmp_path) -> None:
     key = "live_987654321_SeCrEtKeY"
     logdir = tmp_path / "run"
-    # A Twitch target whose ingest refuses: ffmpeg fails and prints the full URL, which must be redacted.
+    # A Twitch target whose ingest refuses: ffmpeg prints the full URL, which must be redacted. (The HLS preview
+    # goes on meanwhile in the same ffmpeg, which shows the ingest's failure.)
     app = app_factory(["run", "--configs", "tiny", "twitch", "--dashboard.port", "0",
                        "--stream.twitch_ingest_url", "rtmp://127.0.0.1:9/app", "--stream.restart_backoff_max_s", "1"],
                       logdir, env={"TWITCH_STREAM_KEY": key})
-    health = wait_for(lambda: (h := app.status()["stream"])["restarts"] >= 2 and h, "ffmpeg to fail twice")
+    health = wait_for(lambda: (h := app.status()["stream"])["last_error"].startswith("the ingest failed") and h,
+                      "ffmpeg to report the ingest's failure")
+    assert health["state"] == "reconnecting" and health["last_error"] == "the ingest failed: Connection refused"
     assert health["output"] == "rtmp://127.0.0.1:9/app/*** (+1 more)" and key not in json.dumps(health)
     page = app.get("/api/status").decode()
     assert app.stop() == 0

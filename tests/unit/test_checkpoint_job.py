@@ -157,6 +157,26 @@ def operate(runner, t) -> None:
     assert runner.control("rollback", 99) == (False, "there is no checkpoint 99; kept: [4]")
 
 
+def test_a_snapshot_is_held_on_the_host_while_it_is_evaluated_and_saved_from_there(runner, monkeypatch) -> None:
+    """On a GPU, the snapshot's whole train state stayed on the device for the evaluation's minutes, beside the
+    learner's own: a big model could run out of memory. Only its parameters go back to the device to act."""
+    seen = {}
+
+    def capture(step, state):
+        seen["state"], seen["params"] = state, runner.training.params_of(state)
+        return Score(1.0, 0.1, 3)
+
+    monkeypatch.setattr(runner, "_evaluate", capture)
+    t = runner.training
+    t.learner.updates = 3
+    expected = jax.device_get(t.agent.state)
+    runner.checkpoint()
+    assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(seen["state"]))
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(seen["params"]))
+    step, restored, _ = t.checkpointer.restore(t.agent.state, {"updates": 0, "env_step": 0})
+    assert step == 3 and equal_trees(restored, expected)
+
+
 def test_a_failing_evaluation_still_saves_the_checkpoint_unscored(runner, monkeypatch) -> None:
     def broken(step, state):
         raise RuntimeError("stockfish died")
