@@ -50,7 +50,7 @@ from app.metrics import MetricsWriter
 from app.obs_mode import ObsMode
 from app.rating import LADDER, next_opponent, rung_of
 from app.rundir import RunDir, atomic_write_text
-from app.scheduler import build_scheduler, declare_jobs
+from app.scheduler import ClockWatch, build_scheduler, declare_jobs, run_jobs_now
 from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
 from app.supervisor import Supervisor
 from app.training import Training
@@ -224,7 +224,13 @@ class Runner:
             scheduler.start()
             self._scheduler = scheduler
             deadline = self._started_at + self.cfg.run.duration_s if self.cfg.run.duration_s else None
+            clock = ClockWatch()
             while not self.stop_event.wait(0.25):
+                back = clock.stepped_back()
+                if back:
+                    log.warning("the wall clock went back %.0f s; running the periodic jobs now (their wall-clock "
+                                "schedule would otherwise wait that long)", back)
+                    run_jobs_now(scheduler)
                 if deadline is not None and time.monotonic() >= deadline:
                     self.request_stop(f"run.duration_s = {self.cfg.run.duration_s:g} reached")
                 if self.training.peer_stopped:

@@ -64,3 +64,35 @@ def test_every_job_is_declared_once_and_never_overlaps_itself() -> None:
     scheduler = build_scheduler(jobs)
     for job in scheduler.get_jobs():
         assert job.max_instances == 1 and job.coalesce
+
+
+def test_a_wall_clock_step_back_is_seen_and_the_jobs_run_at_once(monkeypatch) -> None:
+    """APScheduler 3 times jobs by the wall clock: after a step back of an hour every periodic job (state saves,
+    checkpoints, pruning) waited that hour too, silently."""
+    import threading
+    import time
+
+    import app.scheduler
+    from app.scheduler import ClockWatch, Job, run_jobs_now
+
+    watch = ClockWatch()
+    assert watch.stepped_back() == 0.0
+    real = time.time
+    monkeypatch.setattr(app.scheduler.time, "time", lambda: real() - 3600)  # NTP stepped the clock back an hour
+    assert 3590 < watch.stepped_back() < 3610
+    assert watch.stepped_back() == 0.0  # told once
+    monkeypatch.setattr(app.scheduler.time, "time", lambda: real() - 3598)  # a small slew forward: no jump
+    assert watch.stepped_back() == 0.0
+    monkeypatch.undo()
+
+    ran = threading.Event()
+    scheduler = build_scheduler([Job("hourly", ran.set, 3600.0)])
+    scheduler.start()
+    try:
+        assert not ran.wait(0.5)  # first due in an hour
+        run_jobs_now(scheduler)
+        assert ran.wait(30)
+        (job,) = scheduler.get_jobs()
+        assert 3500 < (job.next_run_time.timestamp() - time.time()) <= 3600  # the interval goes on from now
+    finally:
+        scheduler.shutdown(wait=True)
