@@ -152,6 +152,14 @@ def _client_class():
                 self.owner.connected, self.deaf_since = True, None
 
         async def event_websocket_closed(self, payload: Any) -> None:
+            closed = getattr(payload, "socket", None)
+            others = [socket for pair in list(getattr(self, "_websockets", {}).values())
+                      for socket in list(pair.values()) if socket is not closed]
+            if any(getattr(socket, "connected", False) for socket in others):
+                # Twitch's session_reconnect: twitchio opened the new socket (its welcome came first), then closed
+                # this one; chat goes on. Marking it deaf made say() drop announcements and forced a re-login.
+                log.debug("Twitch chat: an old EventSub socket closed after a reconnect")
+                return
             self._deaf("the EventSub socket closed")
 
         async def event_subscription_revoked(self, payload: Any) -> None:

@@ -232,6 +232,17 @@ class FakeTwitch:
         """Push an arbitrary text frame to every connected websocket."""
         self._call(self._push_raw(data))
 
+    def reconnect_sockets(self) -> None:
+        """Send every EventSub websocket a `session_reconnect`, as Twitch does before maintenance: the client
+        connects to the reconnect URL, its subscriptions move to the new session, then it closes the old one."""
+        async def reconnect() -> None:
+            for session_id, ws in list(self._sockets.items()):
+                session = {"id": session_id, "status": "reconnecting", "connected_at": _now(),
+                           "keepalive_timeout_seconds": None, "recovery_url": None,
+                           "reconnect_url": f"{self._ws_base}?reconnect_from={session_id}"}
+                await ws.send_str(self._envelope("session_reconnect", {"session": session}))
+        self._call(reconnect())
+
     def close_sockets(self, code: int) -> None:
         """Close every EventSub websocket with `code` (4003: "connection unused", after which clients give up)."""
         async def close() -> None:
@@ -502,7 +513,14 @@ class FakeTwitch:
         except ValueError:
             keepalive = 10
         session_id = f"fake-session-{uuid.uuid4().hex}"
+        self._ws_base = str(request.url.with_query(None))
         self._sockets[session_id] = ws
+        moved_from = request.query.get("reconnect_from")
+        if moved_from:  # a reconnect keeps the old session's subscriptions
+            with self._changed:
+                for sub in self._subs.values():
+                    if sub["transport"].get("session_id") == moved_from:
+                        sub["transport"]["session_id"] = session_id
         session = {"id": session_id, "status": "connected", "connected_at": _now(),
                    "keepalive_timeout_seconds": keepalive, "reconnect_url": None, "recovery_url": None}
         await ws.send_str(self._envelope("session_welcome", {"session": session}))

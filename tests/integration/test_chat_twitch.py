@@ -188,6 +188,21 @@ def test_a_short_lived_token_is_refreshed_at_start(monkeypatch) -> None:
         server.stop()
 
 
+def test_a_session_reconnect_keeps_the_bot_connected_and_reading(fake, bot, monkeypatch) -> None:
+    """Twitch asks clients to reconnect before maintenance; twitchio opens the new socket, then closes the old
+    one, whose close event marked the bot deaf: announcements were dropped, and it logged in again 60 s later."""
+    import app.chat.twitch
+
+    monkeypatch.setattr(app.chat.twitch, "DEAF_AFTER_S", 2.0)
+    before = set(fake._sessions)
+    fake.reconnect_sockets()
+    wait_for(lambda: fake._sessions and not fake._sessions & before, "the bot to move to a new session")
+    time.sleep(3.0)  # past DEAF_AFTER_S
+    assert not bot.error and bot.twitch.connected and bot.twitch._client.deaf_since is None
+    mid = fake.send_chat("!stats")
+    assert fake.wait_sent(lambda body: body.get("reply_parent_message_id") == mid)["message"] == "crafter · env step 42"
+
+
 def test_a_bot_that_twitch_stops_listening_to_logs_in_again(fake, bot, monkeypatch) -> None:
     import app.chat.twitch
 
