@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -89,12 +89,14 @@ def _auth(token: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         if not token:
             return
-        given = request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token") or ""
+        # Any one that matches: a cookie left from before a token change must not shadow the new ?token= (the 401
+        # came before the page could replace the cookie, and JavaScript cannot clear an HttpOnly one).
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            given = header[7:]
-        if hmac.compare_digest(given.encode(), token.encode()):
+        offered = [header[7:] if header.lower().startswith("bearer ") else "",
+                   request.query_params.get("token") or "", request.cookies.get(TOKEN_COOKIE) or ""]
+        if any(hmac.compare_digest(candidate.encode(), token.encode()) for candidate in offered if candidate):
             return
+        given = next((candidate for candidate in offered if candidate), "")
         if given:  # a page opened without the token yet is no guess
             client, now = request.client.host if request.client is not None else "?", time.monotonic()
             with lock:
@@ -156,11 +158,17 @@ def _pages_router(templates: Jinja2Templates, cfg: DashboardConfig) -> APIRouter
 
     @router.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
-        response = templates.TemplateResponse(request, "status.html", {"version": __version__})
         token = request.query_params.get("token")
         if cfg.token and token:
+            if not hmac.compare_digest(token.encode(), cfg.token.encode()):
+                # passed on a good cookie: an old bookmark's token must not replace it (every later call: 401)
+                return templates.TemplateResponse(request, "status.html", {"version": __version__})
+            # The cookie, then the page without the token in the address bar (a streamer may show the browser;
+            # it would also stay in the history).
+            response = RedirectResponse("./", status_code=303)
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+            return response
+        return templates.TemplateResponse(request, "status.html", {"version": __version__})
 
     return router
 

@@ -46,10 +46,25 @@ def test_token_is_required_when_set(services) -> None:
     assert client.get("/api/status").status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    page = client.get("/?token=s3cret")
-    assert page.status_code == 200
+    page = client.get("/?token=s3cret", follow_redirects=False)
+    # The cookie, then the page without the token in the address bar (a streamer may show the browser).
+    assert page.status_code == 303 and page.headers["location"] == "./"
+    assert client.get("/").status_code == 200
     assert client.get("/api/status").status_code == 200  # the cookie set by the page authenticates later calls
     assert client.get("/openapi.json").status_code in (401, 404)  # no API schema for whoever asks
+
+
+def test_an_old_token_never_replaces_a_good_cookie_and_a_stale_cookie_never_shadows_the_new_token(services) -> None:
+    """A stale cookie after a token change made `/?token=NEW` a 401 (the cookie was read first, and JavaScript
+    cannot clear an HttpOnly one); an old bookmark's `/?token=OLD` replaced a good cookie with the wrong token."""
+    svc, _ = services
+    client = TestClient(create_app(DashboardConfig(token="n" * 16), svc), base_url="http://127.0.0.1")
+    client.cookies.set("dreamstream_token", "o" * 16)  # from before the token change
+    assert client.get("/api/status").status_code == 401
+    assert client.get(f"/?token={'n' * 16}").status_code == 200  # the new token wins, and replaces the cookie
+    assert client.get("/api/status").status_code == 200
+    assert client.get(f"/?token={'o' * 16}").status_code == 200  # an old bookmark, passed on the good cookie
+    assert client.get("/api/status").status_code == 200  # the good cookie was kept
 
 
 def test_wrong_tokens_are_told_in_the_log_but_never_lock_the_operator_out(services, caplog) -> None:
