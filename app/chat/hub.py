@@ -52,17 +52,24 @@ class ChatHub:
 
     def submit(self, message: Message, source: str) -> list[Reply]:
         """Handle one message from `source`; return the replies the transport should send. Never raises."""
+        return self.submit_checked(message, source)[0]
+
+    def submit_checked(self, message: Message, source: str) -> tuple[list[Reply], bool]:
+        """`submit`, and whether rate limits dropped this message or a reply to it (counted under the lock: the
+        shared counter also moves with every other viewer's dropped messages)."""
         try:
             with self._lock:
+                dropped = self.core.dropped
                 effects = self.core.handle(message, self.clock())
                 self._append("message", source, clean_login(message.login), clean_text(message.text, 200))
                 replies = self._apply(effects, source)
+                limited = self.core.dropped > dropped
         except Exception:
             self.errors += 1
             log.exception("chat: a message from %s could not be handled; chat goes on", source)
-            return []
+            return [], False
         self._announce([r for r in replies if r.announce], skip=source)  # e.g. a poll opened on the dashboard
-        return replies
+        return replies, limited
 
     def tick(self) -> None:
         """Close polls whose time is up and announce the result (call about twice a second)."""

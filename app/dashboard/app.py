@@ -230,9 +230,8 @@ def _chat_router(hub: ChatHub) -> APIRouter:
     def post(body: ChatPost, request: Request) -> dict[str, Any]:
         _require_same_site_json(request, '{"text": "..."}')  # no foreign page may chat as the operator
         message = Message(user_id="operator", login="operator", text=body.text, roles=frozenset({"operator"}))
-        dropped = hub.core.dropped
-        replies = [r.text for r in hub.submit(message, "local")]
-        return {"replies": replies, "rate_limited": hub.core.dropped > dropped}
+        replies, limited = hub.submit_checked(message, "local")
+        return {"replies": [r.text for r in replies], "rate_limited": limited}
 
     return router
 
