@@ -19,6 +19,20 @@ ACHIEVEMENTS = (
 )
 
 
+def _seeded_crafter() -> type:
+    """crafter.Env whose episodes follow the seed alone. Crafter keeps each chunk's objects in a set, iterated in
+    memory-address order, and despawns `creatures[random.randint(...)]` from it: the same seed and actions gave
+    other episodes in another process or env instance (a zombie or cow removed elsewhere, ~100-200 steps in).
+    Here the chunk's objects come sorted by position (one object per cell)."""
+    import crafter  # heavy: imported only when Crafter is played
+
+    class SeededCrafter(crafter.Env):
+        def _balance_chunk(self, chunk, objs):
+            super()._balance_chunk(chunk, sorted(objs, key=lambda obj: (int(obj.pos[0]), int(obj.pos[1]))))
+
+    return SeededCrafter
+
+
 class CrafterEnv(gym.Env):
     """Crafter, the open-world survival benchmark scored by 22 achievements.
 
@@ -38,9 +52,7 @@ class CrafterEnv(gym.Env):
 
     def __init__(self, image_size: int = 64, length: int = 10_000, seed: int = 0,
                  render_mode: str | None = "rgb_array") -> None:
-        import crafter  # heavy: imported only when Crafter is played
-
-        self._env = crafter.Env(size=(image_size, image_size), length=length, seed=seed)
+        self._env = _seeded_crafter()(size=(image_size, image_size), length=length, seed=seed)
         self.render_mode = render_mode
         counts = gym.spaces.Box(0, np.iinfo(np.int32).max, (), np.int32)
         self.observation_space = gym.spaces.Dict(
