@@ -134,7 +134,11 @@ def skill_level_for_elo(elo: float) -> float:
 
 
 class Stockfish:
-    """Depth- or node-limited Stockfish through python-chess; started on first use, restarted if it dies."""
+    """Depth- or node-limited Stockfish through python-chess; started on first use, restarted if it dies.
+
+    A weakened Stockfish (Skill Level, UCI_Elo) picks its move with its own time-seeded generator, so its games do
+    not repeat from the env's seed; full strength with a depth or node limit (one thread) does.
+    """
 
     def __init__(self, *, skill: int | None = None, elo: int | None = None, depth: int | None = None,
                  nodes: int | None = None, path: str = "") -> None:
