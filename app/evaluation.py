@@ -156,12 +156,8 @@ class Deadline:
         self.stop = stop
         self.at = time.monotonic() + seconds if seconds > 0 else math.inf
 
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() >= self.at
-
     def is_set(self) -> bool:
-        return self.stop.is_set() or self.expired
+        return self.stop.is_set() or time.monotonic() >= self.at
 
 
 def play_episodes(env: gym.Env, act: Act, episodes: int, *, seed: int, stop: threading.Event | Deadline | None = None,

@@ -526,14 +526,13 @@ class Runner:
                 snapshot = self.training.held(snapshot)
                 try:
                     score = self._evaluate(*snapshot)
-                except _EvalTimeout as exc:
-                    log.warning("%s", exc)
-                    self._record_event("eval_timeout", str(exc))
-                    self.training.checkpoint(None, snapshot)
-                    return
-                except Exception as exc:  # a broken eval env or opponent must not stop checkpoints
-                    log.exception("evaluation of update %d failed; the checkpoint is saved unscored", snapshot[0])
-                    self._record_event("eval_failed", f"update {snapshot[0]}: {type(exc).__name__}: {exc}"[:500])
+                except Exception as exc:  # a broken eval env or opponent, or a timeout, must not stop checkpoints
+                    if isinstance(exc, _EvalTimeout):
+                        log.warning("%s", exc)
+                        self._record_event("eval_timeout", str(exc))
+                    else:
+                        log.exception("evaluation of update %d failed; the checkpoint is saved unscored", snapshot[0])
+                        self._record_event("eval_failed", f"update {snapshot[0]}: {type(exc).__name__}: {exc}"[:500])
                     self.training.checkpoint(None, snapshot)
                     return
                 if score is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,7 @@ ACHIEVEMENTS = (
 )
 
 
+@functools.cache
 def _seeded_crafter() -> type:
     """crafter.Env whose episodes follow the seed alone. Crafter keeps each chunk's objects in a set, iterated in
     memory-address order, and despawns `creatures[random.randint(...)]` from it: the same seed and actions gave

@@ -12,6 +12,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +61,22 @@ def prune_recordings(directory: Path, keep_mb: int, pattern: str = "stream-*.flv
     return deleted
 
 
+class _Backoff:
+    """Jittered waits between retries, doubling from 1 s up to `longest()` (read at each wait: config)."""
+
+    def __init__(self, longest: Callable[[], float]) -> None:
+        self.longest = longest
+        self.reset()
+
+    def reset(self) -> None:
+        self._s = 1.0
+
+    def next(self) -> float:
+        delay = min(self._s, self.longest()) * random.uniform(0.8, 1.2)
+        self._s = min(self._s * 2, self.longest())
+        return delay
+
+
 class _Probe:
     """Whether the host of an rtmp(s):// URL accepts a TCP connection on its port (1935 / 443 by default), found
     out on a daemon thread: a name lookup can outlast any timeout, and must not hold the pacer or the exit."""
@@ -100,8 +117,11 @@ class Broadcaster:
         self._thread: threading.Thread | None = None
         self._reconnect_reason = ""
         self._ingest_retry = False
-        self._backoff_s = 1.0
-        self._ingest_backoff_s = 1.0
+        self._backoff = _Backoff(lambda: cfg.restart_backoff_max_s)
+        # An ingest failing while the other outputs run is retried up to INGEST_RETRY_MAX_S apart, beyond
+        # restart_backoff_max_s: a server that refuses the publish (a wrong key) would otherwise cut the preview and
+        # start a new recording file every restart_backoff_max_s for as long as it refuses.
+        self._ingest_backoff = _Backoff(lambda: max(INGEST_RETRY_MAX_S, cfg.restart_backoff_max_s))
         self._watchdog: threading.Thread | None = None
         self._encoder: EncoderProcess | None = None
         self._write_started: float | None = None
@@ -188,14 +208,8 @@ class Broadcaster:
             log.error("%s", self._last_error)
             return None
 
-    def _delay(self) -> float:
-        """The next wait before a retry (jittered), and the backoff doubled for the one after."""
-        delay = min(self._backoff_s, self.cfg.restart_backoff_max_s) * random.uniform(0.8, 1.2)
-        self._backoff_s = min(self._backoff_s * 2, self.cfg.restart_backoff_max_s)
-        return delay
-
     def _run(self) -> None:
-        self._backoff_s = 1.0
+        self._backoff.reset()
         blank = np.full(self._shape, 40, np.uint8)
         while not self._stop.is_set():
             try:
@@ -214,7 +228,7 @@ class Broadcaster:
                         log.info("reconnected the stream: %s", self._reconnect_reason)
                         self._reconnect_reason = ""
                         self._counts["scheduled_reconnects"] += 1
-                        self._backoff_s = 1.0  # it had been live for hours: a failure now starts the backoff afresh
+                        self._backoff.reset()  # it had been live for hours: a failure now starts the backoff afresh
                         continue  # a planned reconnect: no backoff, not counted as a failure
                     if self._ingest_retry:  # the local outputs ran on while it waited: retry the ingest at once
                         self._ingest_retry = False
@@ -224,7 +238,7 @@ class Broadcaster:
                     self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
                     log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
                     if ran_s >= STABLE_AFTER_S:
-                        self._backoff_s = 1.0
+                        self._backoff.reset()
             except Exception as exc:  # a bug here must never end the broadcast: log it, restart the encoder
                 log.exception("stream loop error; restarting the encoder")
                 self._last_error = f"internal error: {type(exc).__name__}: {exc}"
@@ -232,7 +246,7 @@ class Broadcaster:
             self._counts["restarts"] += 1
             self._state = "reconnecting"
             self._live_since = None
-            delay = self._delay()
+            delay = self._backoff.next()
             log.info("restarting ffmpeg in %.1fs", delay)
             self._stop.wait(delay)
 
@@ -268,7 +282,7 @@ class Broadcaster:
             now = time.monotonic()
             if self.output.ingest_watched and 0 in encoder.failed_sinks:
                 if retry_at is None:
-                    delay = self._ingest_delay()
+                    delay = self._ingest_backoff.next()
                     retry_at = now + delay
                     self._state, self._live_since = "reconnecting", None
                     self._last_error = f"the ingest failed: {encoder.failed_sinks[0]}"
@@ -282,14 +296,15 @@ class Broadcaster:
                     if probe.reachable:
                         self._ingest_retry = True
                         return  # _run starts ffmpeg again at once
-                    probe, retry_at = None, now + self._ingest_delay()
+                    probe, retry_at = None, now + self._ingest_backoff.next()
             # Live once ffmpeg reports progress: its outputs are open (an RTMP connection was accepted).
             elif self._state != "live" and encoder.progress_at is not None:
                 self._state = "live"
                 self._live_since = now
                 log.info("stream live -> %s", self.output.shown)
             if self._live_since is not None and now - self._live_since >= STABLE_AFTER_S:
-                self._backoff_s = self._ingest_backoff_s = 1.0
+                self._backoff.reset()
+                self._ingest_backoff.reset()
             if self.output.is_file and self.recordings_dir is not None and now - last_prune > PRUNE_EVERY_S:
                 last_prune = now
                 prune_recordings(self.recordings_dir, self.cfg.keep_recordings_mb)
@@ -300,15 +315,6 @@ class Broadcaster:
             if deadline < now - 1.0:
                 deadline = now  # fell far behind (e.g. ffmpeg slow to start): do not burst to catch up
             self._stop.wait(max(0.0, deadline - now))
-
-    def _ingest_delay(self) -> float:
-        """The wait before the ingest is retried while the other outputs run: it grows to INGEST_RETRY_MAX_S,
-        beyond restart_backoff_max_s, since a server that refuses the publish (a wrong key) would otherwise cut
-        the preview and start a new recording file every restart_backoff_max_s for as long as it refuses."""
-        delay = self._ingest_backoff_s * random.uniform(0.8, 1.2)
-        longest = max(INGEST_RETRY_MAX_S, self.cfg.restart_backoff_max_s)
-        self._ingest_backoff_s = min(self._ingest_backoff_s * 2, longest)
-        return delay
 
     def _watch(self) -> None:
         """Kill ffmpeg when one frame write has hung for stall_timeout_s; the pacer then restarts it."""

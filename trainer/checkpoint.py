@@ -90,26 +90,23 @@ class Checkpointer:
                                                enable_async_checkpointing=False,
                                                cleanup_tmp_directories=not read_only, read_only=read_only,
                                                create=False, multiprocessing_options=multiprocessing)
-        self._damaged_metrics()
+        self._set_aside_damaged_metrics()
         self._manager = _Manager(self.directory, options=options)
         if not read_only:
             self._recover_replaced()
 
-    def _damaged_metrics(self) -> list[Path]:
-        """Find checkpoints whose metrics file is not JSON (a power cut: orbax does not sync its files) and, when
-        this process may write, set the file aside (warned once) so the checkpoint counts as unscored; return
-        them. Orbax reads every checkpoint's metrics when it opens the folder and failed on one such file: the
-        run could not start at all (restore decides whether the checkpoint itself is usable)."""
-        damaged = []
+    def _set_aside_damaged_metrics(self) -> None:
+        """Set aside (warned once) every metrics file that is not JSON (a power cut: orbax does not sync its
+        files), so its checkpoint counts as unscored. Orbax reads every checkpoint's metrics when it opens the
+        folder (`_Manager` reads a damaged one as none; restore decides whether the checkpoint is usable)."""
+        if self.read_only or jax.process_index() != 0:
+            return
         for path in sorted(self.directory.glob("*/metrics/metrics")):
             if not path.parent.parent.name.isdigit():
                 continue
             try:
                 json.loads(path.read_bytes())
             except (OSError, ValueError) as exc:
-                damaged.append(path)
-                if self.read_only or jax.process_index() != 0:
-                    continue
                 try:
                     path.rename(path.with_name("metrics.damaged"))
                     kept = "set aside; the checkpoint counts as unscored"
@@ -117,7 +114,6 @@ class Checkpointer:
                     kept = f"could not be set aside ({exc2})"
                 log.warning("checkpoint %s has a damaged metrics file (%s: %s); %s", path.parent.parent.name,
                             type(exc).__name__, str(exc)[:100], kept)
-        return damaged
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
