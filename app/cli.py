@@ -28,7 +28,9 @@ from app.config import (
     load_blocks,
     parse_overrides,
     resolve,
+    secret_envs,
     secret_values,
+    session_only_keys,
     to_dict,
 )
 from app.errors import DREAMSTREAM_ERRORS, ConfigError
@@ -173,26 +175,53 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
     rundir = RunDir(logdir if logdir is not None else default_logdir())
     changes: list[str] = []
     if rundir.config_path.exists():
-        try:
-            saved_dict = yaml.safe_load(rundir.config_path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{rundir.config_path} is not valid YAML ({exc}); fix it or use a new --logdir") \
-                from None
-        saved = resolve(environ=environ, base=saved_dict)
+        saved_dict = _read_saved(rundir.config_path)
+        # The saved config is checked without the secrets it needed (a placeholder each): a run dir that once
+        # streamed to Twitch must restart with `--stream.target file` when the key is gone.
+        saved = resolve(environ=_PLACEHOLDER_SECRETS, base=saved_dict)
         cfg = resolve(names, overrides, environ=environ, base=saved_dict)
         incompatible = diff_on_resume(saved, cfg)
         if incompatible:
             raise ConfigError(f"run dir {rundir.root} was made with another config; these keys cannot change "
                               f"on resume: {'; '.join(incompatible)} (use a new --logdir)")
-        changes = changed_keys(saved, cfg)
+        session = session_only_keys()
+        changes = [line + (" (this session only)" if line.split(":", 1)[0] in session else "")
+                   for line in changed_keys(saved, cfg)]
     else:
         cfg = resolve(names, overrides, environ=environ)
     rundir.create()
     rundir.lock()
     if save or not rundir.config_path.exists():
         header = f"# Resolved DreamStream config (secrets left out). dreamstream {__version__}\n"
-        atomic_write_text(rundir.config_path, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic_write_text(rundir.config_path,
+                          header + yaml.safe_dump(to_dict(cfg, session=False), sort_keys=False))
     return cfg, rundir, changes
+
+
+def _read_saved(path: Path) -> dict[str, Any]:
+    """Return a run dir's saved config as nested data, without session-only keys (an older version kept them)."""
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({exc}); fix it or use a new --logdir") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} does not hold a config (a mapping of sections); fix it or use a new --logdir")
+    return _without_keys(saved, session_only_keys())
+
+
+_PLACEHOLDER_SECRETS = {env: "saved-config-placeholder" for env in secret_envs().values()}
+
+
+def _without_keys(nested: dict[str, Any], keys: set[str], prefix: str = "") -> dict[str, Any]:
+    """Return `nested` without the dotted `keys`."""
+    out: dict[str, Any] = {}
+    for name, value in nested.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            out[name] = _without_keys(value, keys, key + ".")
+        elif key not in keys:
+            out[name] = value
+    return out
 
 
 def _install_signal_handlers(runner) -> None:
@@ -204,6 +233,9 @@ def _install_signal_handlers(runner) -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+    # A closed terminal or SSH session (a foreground `make run`): stop cleanly too, with the last checkpoint and
+    # state saved, instead of the default of dying at once.
+    signal.signal(signal.SIGHUP, handle)
 
 
 def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: str) -> int:
@@ -330,7 +362,14 @@ def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> i
         for key, type_text, default, doc in describe():
             print(f"{key}: {type_text} = {default}\n    {doc}")
         return 0
-    cfg = resolve(args.configs, overrides, environ=_environ(args.env_file))
+    base = None
+    if args.logdir is not None:
+        path = RunDir(args.logdir).config_path
+        if path.exists():
+            base = _read_saved(path)  # read only: a running app keeps its lock
+        else:
+            print(f"no run in {args.logdir} yet: this is the config a new run there would get", file=sys.stderr)
+    cfg = resolve(args.configs, overrides, environ=_environ(args.env_file), base=base)
     print(yaml.safe_dump(to_dict(cfg, secrets="mask"), sort_keys=False), end="")
     return 0
 

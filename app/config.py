@@ -198,6 +198,11 @@ def secret_envs(cls: type = Config) -> dict[str, str]:
     return {k: f.metadata["secret_env"] for k, f in valid_keys(cls).items() if "secret_env" in f.metadata}
 
 
+def session_only_keys(cls: type = Config) -> set[str]:
+    """Return the dotted keys that apply to the session that sets them and are not saved in the run dir."""
+    return {k for k, f in valid_keys(cls).items() if f.metadata.get("session_only")}
+
+
 def secret_values(cfg: Config) -> list[str]:
     """Return the values of the secrets set in `cfg` (for masking them in logs and error texts)."""
     values = []
@@ -457,13 +462,17 @@ def resolve(
     return _build(Config, flat)
 
 
-def to_dict(config: Any, *, secrets: Literal["omit", "mask"] = "omit") -> dict[str, Any]:
-    """Return the config as nested plain data; secrets are left out or shown as `***`."""
+def to_dict(config: Any, *, secrets: Literal["omit", "mask"] = "omit", session: bool = True) -> dict[str, Any]:
+    """Return the config as nested plain data; secrets are left out or shown as `***`. With `session=False`,
+    the keys meant for one session only (`session_only` in their metadata) are left out too (what a run dir keeps).
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
-            out[f.name] = to_dict(value, secrets=secrets)
+            out[f.name] = to_dict(value, secrets=secrets, session=session)
+        elif not session and f.metadata.get("session_only"):
+            continue
         elif "secret_env" in f.metadata:
             if secrets == "mask":
                 out[f.name] = SECRET_MASK if value else ""

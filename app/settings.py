@@ -21,8 +21,8 @@ class RunConfig:
     """Run name shown on stream and dashboard (empty: the run dir's name)."""
     steps: Annotated[int, Interval(ge=0)] = 0
     """Stop after this many env steps in total, counting earlier sessions (0 runs until stopped)."""
-    duration_s: Annotated[float, Interval(ge=0)] = 0.0
-    """Stop this session after so many seconds (0 runs until stopped)."""
+    duration_s: Annotated[float, Interval(ge=0)] = field(default=0.0, metadata={"session_only": True})
+    """Stop this session after so many seconds (0 runs until stopped). For this session only: not saved."""
     train_ratio: Annotated[float, Interval(gt=0, le=100_000)] = 32.0
     """Replayed steps per env step that the learner keeps (it waits when ahead; the actor never waits)."""
     pace_to_learner: bool = True

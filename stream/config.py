@@ -29,8 +29,9 @@ class StreamConfig:
     """Reconnect after this many hours live: Twitch ends a broadcast at 48 h."""
     twitch_ingest_url: str = "rtmp://ingest.global-contribute.live-video.net/app"
     """Twitch ingest base URL; the stream key is appended as the last path element."""
-    twitch_bandwidth_test: bool = False
-    """With target 'twitch': add ?bandwidthtest=true so Twitch accepts the stream without showing it."""
+    twitch_bandwidth_test: bool = field(default=False, metadata={"session_only": True})
+    """With target 'twitch': add ?bandwidthtest=true so Twitch accepts the stream without showing it. For this
+    session only: not saved in the run dir, so the next start goes live."""
     stream_key: str = field(default="", repr=False, metadata={"secret_env": "TWITCH_STREAM_KEY"})
     """Twitch stream key. Secret: read from the environment, never logged or written to the run dir."""
     width: Annotated[int, Interval(ge=320, le=3840)] = 1280

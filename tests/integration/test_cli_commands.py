@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -70,3 +72,34 @@ def test_eval_rates_a_chess_agent_against_the_ladder(tmp_path) -> None:
     assert opponents == ["epsilon 0.5", "epsilon 0.75", "random"]
     assert re.search(r"Elo -?\d+ ± \d+ \(s\.e\.; Stockfish 15\.1 engine scale\) from 3 games against the ladder",
                      " ".join(ev.stdout.split())), ev.stdout  # rich wraps long lines
+
+
+def test_a_closed_terminal_stops_the_run_cleanly(tmp_path) -> None:
+    # SIGHUP (an SSH session dropped under a foreground `make run`) killed the process at once: no last state
+    # save, no session_stopped event, a stale dashboard.url. It now stops like Ctrl-C.
+    logdir = tmp_path / "run"
+    proc = subprocess.Popen([DREAMSTREAM, "train", "--configs", "tiny", "--trainer.agent", "random", "--env.id",
+                             "catch", "--logdir", str(logdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+    def episodes() -> int:
+        if not (logdir / "dreamstream.db").exists():
+            return 0
+        with sqlite3.connect(logdir / "dreamstream.db") as db:
+            return db.execute("select count(*) from episodes").fetchone()[0]
+
+    try:
+        log = logdir / "logs" / "dreamstream.log"
+        deadline = time.monotonic() + 240
+        while not episodes():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=240) == 0
+    finally:
+        proc.kill()
+    assert "stopping: received SIGHUP" in log.read_text()
+    with sqlite3.connect(logdir / "dreamstream.db") as db:
+        kinds = [k for (k,) in db.execute("select kind from events order by id")]
+    assert kinds[0] == "session_started" and kinds[-1] == "session_stopped"
+    assert json.loads((logdir / "state.json").read_text())["env_step"] > 0

@@ -7,6 +7,7 @@ import pytest
 from app import __version__
 from app.cli import main
 from app.config import load_blocks
+from app.errors import ConfigError
 
 BLOCK_NAMES = ", ".join(sorted(n for n in load_blocks() if n != "defaults"))
 
@@ -100,3 +101,64 @@ def test_db_upgrade_of_a_run_dir_with_a_broken_config_is_one_line(tmp_path, caps
     (tmp_path / "run" / "config.yaml").write_text("storage:\n")  # empty section: the default database
     assert main(["db", "upgrade", "--logdir", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "dreamstream.db").exists()
+
+
+SECRETS = {"TWITCH_STREAM_KEY": "live_123456_secretkey"}
+
+
+def test_session_only_settings_are_not_kept_by_the_run_dir(tmp_path) -> None:
+    # Twitch's bandwidth test and a session's duration apply to the start that sets them: the next plain start
+    # goes live (a kept ?bandwidthtest=true streams to nobody) and runs until stopped.
+    from app.cli import prepare_run
+
+    logdir = tmp_path / "run"
+    cfg, rundir, _ = prepare_run(["twitch"], [("stream.twitch_bandwidth_test", True), ("run.duration_s", 60)],
+                                 logdir, SECRETS)
+    rundir.unlock()
+    assert cfg.stream.twitch_bandwidth_test and cfg.run.duration_s == 60
+    saved = (logdir / "config.yaml").read_text()
+    assert "twitch_bandwidth_test" not in saved and "duration_s" not in saved
+    assert "target: twitch" in saved  # everything else is kept
+    cfg, rundir, changes = prepare_run([], [], logdir, SECRETS)
+    rundir.unlock()
+    assert (cfg.stream.target, cfg.stream.twitch_bandwidth_test, cfg.run.duration_s) == ("twitch", False, 0.0)
+    assert changes == []
+    # A config.yaml written by an older version that kept them is read without them.
+    (logdir / "config.yaml").write_text(saved.replace("run:\n", "run:\n  duration_s: 60\n", 1))
+    cfg, rundir, changes = prepare_run([], [("run.duration_s", 5)], logdir, SECRETS)
+    rundir.unlock()
+    assert cfg.run.duration_s == 5 and changes == ["run.duration_s: 0.0 -> 5.0 (this session only)"]
+
+
+def test_a_run_dir_made_for_twitch_restarts_without_the_stream_key(tmp_path) -> None:
+    # The key was revoked or the .env is elsewhere: the run must still start to a file (and `eval` must work).
+    from app.cli import prepare_run
+
+    logdir = tmp_path / "run"
+    _, rundir, _ = prepare_run(["twitch"], [], logdir, SECRETS)
+    rundir.unlock()
+    # The config that actually runs is still checked: twitch without a key is refused, naming what is missing.
+    with pytest.raises(ConfigError, match="needs the stream key"):
+        prepare_run([], [], logdir, {})
+    cfg, rundir, changes = prepare_run([], [("stream.target", "file")], logdir, {})
+    rundir.unlock()
+    assert cfg.stream.target == "file" and cfg.stream.stream_key == ""
+    assert changes == ["stream.target: 'twitch' -> 'file'"]
+
+
+def test_config_show_of_a_run_dir_shows_its_saved_config(tmp_path, capsys) -> None:
+    from app.cli import prepare_run
+
+    logdir = tmp_path / "run"
+    _, rundir, _ = prepare_run([], [("env.id", "catch"), ("run.name", "myrun")], logdir, {})
+    # The run keeps its lock (it is running): show reads the file without taking it.
+    assert main(["config", "show", "--logdir", str(logdir)]) == 0
+    out = capsys.readouterr().out
+    assert "id: catch" in out and "name: myrun" in out
+    rundir.unlock()
+    assert main(["config", "show", "--logdir", str(logdir), "--run.name", "other"]) == 0
+    assert "name: other" in capsys.readouterr().out
+    assert main(["config", "show", "--logdir", str(tmp_path / "none")]) == 0
+    captured = capsys.readouterr()
+    assert "id: crafter" in captured.out and "no run in" in captured.err
+    assert not (tmp_path / "none").exists()
