@@ -235,7 +235,8 @@ class Broadcaster:
                         self._counts["restarts"] += 1
                         log.info("retrying the ingest %s", self.output.shown)
                         continue
-                    self._last_error = encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}"
+                    self._last_error = self._hinted(
+                        encoder.kill_reason or encoder.last_error or f"ffmpeg exited with code {code}", ran_s)
                     log.warning("ffmpeg ended after %.1fs (code %s): %s", ran_s, code, self._last_error)
                     if ran_s >= STABLE_AFTER_S:
                         self._backoff.reset()
@@ -250,6 +251,13 @@ class Broadcaster:
             log.info("restarting ffmpeg in %.1fs", delay)
             self._stop.wait(delay)
 
+    def _hinted(self, error: str, ran_s: float) -> str:
+        """`error`, with where to look when Twitch ends a stream soon after it starts (a wrong or revoked key)."""
+        if self.cfg.target != "twitch" or ran_s >= STABLE_AFTER_S:
+            return error
+        return (f"{error} (if Twitch keeps ending the stream at once, check TWITCH_STREAM_KEY: "
+                "`dreamstream stream test --target twitch`)")
+
     def _abandon_encoder(self) -> None:
         encoder, self._encoder, self._live_since = self._encoder, None, None
         if encoder is not None:
@@ -260,7 +268,7 @@ class Broadcaster:
 
     def _pace(self, encoder: EncoderProcess, blank: np.ndarray) -> None:
         period = 1.0 / self.cfg.fps
-        deadline = time.monotonic()
+        started = deadline = time.monotonic()
         last_prune = time.monotonic()
         retry_at: float | None = None  # the ingest failed: when to look whether it is back
         probe: _Probe | None = None
@@ -285,7 +293,8 @@ class Broadcaster:
                     delay = self._ingest_backoff.next()
                     retry_at = now + delay
                     self._state, self._live_since = "reconnecting", None
-                    self._last_error = f"the ingest failed: {encoder.failed_sinks[0]}"
+                    self._last_error = self._hinted(f"the ingest failed: {encoder.failed_sinks[0]}",
+                                                    now - started)
                     log.warning("%s; the recording and the preview go on; retrying it in %.1fs",
                                 self._last_error, delay)
                 elif now >= retry_at and probe is None:

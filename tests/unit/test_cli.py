@@ -162,3 +162,22 @@ def test_config_show_of_a_run_dir_shows_its_saved_config(tmp_path, capsys) -> No
     captured = capsys.readouterr()
     assert "id: crafter" in captured.out and "no run in" in captured.err
     assert not (tmp_path / "none").exists()
+
+
+def test_the_shipped_systemd_unit_runs_a_valid_command() -> None:
+    import configparser
+    import shlex
+    from pathlib import Path
+
+    from app.cli import build_parser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(Path(__file__).parents[2] / "docs" / "dreamstream.service")
+    service = unit["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/.venv/bin/dreamstream")
+    args = build_parser().parse_args(argv[1:])  # argparse exits on an option the CLI does not know
+    assert args.command == "run" and args.logdir is not None
+    assert service["Restart"] == "always" and service["RestartPreventExitStatus"] == "2"  # 2: a config error
+    assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) >= 120

@@ -94,3 +94,14 @@ def test_tee_sinks_and_which_one_ends_ffmpeg(tmp_path) -> None:
     assert [sink.required for sink in files.sinks] == [True, False] and not files.ingest_watched
     alone = output_for(StreamConfig(target="rtmp://h/live/k", hls=False), tmp_path / "rec")
     assert alone.sinks[0].required and not alone.ingest_watched  # one sink: its failure is ffmpeg's
+
+
+def test_a_twitch_stream_ended_soon_after_its_start_points_at_the_key(tmp_path) -> None:
+    from stream.broadcaster import STABLE_AFTER_S, Broadcaster
+
+    cfg = StreamConfig(target="twitch", stream_key="live_1")
+    twitch = Broadcaster(cfg, output_for(cfg, tmp_path))
+    assert "check TWITCH_STREAM_KEY" in twitch._hinted("ffmpeg exited with code 1", 2.0)
+    assert twitch._hinted("ffmpeg exited with code 1", STABLE_AFTER_S + 1) == "ffmpeg exited with code 1"
+    local = StreamConfig(target="file")
+    assert Broadcaster(local, output_for(local, tmp_path))._hinted("x", 2.0) == "x"
