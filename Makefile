@@ -5,7 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.dreamstream-installed
+# JAX's CUDA build (the `cuda` extra): `auto` installs it when an NVIDIA GPU answers `nvidia-smi -L`; 1 always, 0 never.
+CUDA ?= auto
+comma := ,
+WITH_CUDA := $(if $(filter 1,$(CUDA)),1,$(if $(filter auto,$(CUDA)),$(shell nvidia-smi -L >/dev/null 2>&1 && echo 1),))
+EXTRAS := dev$(if $(WITH_CUDA),$(comma)cuda,)
+STAMP := $(VENV)/.dreamstream-installed-$(subst $(comma),-,$(EXTRAS))
 LOGDIR ?= runs/default
 ARGS ?=
 PYTEST_ARGS ?=
@@ -47,9 +52,9 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -m venv $(VENV); fi
 	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "setup: DreamStream needs Python >= 3.11; set PYTHON=python3.11"; exit 1; }
-	@echo "setup: installing dreamstream[dev] into $(VENV) (first time: a few minutes)"
+	@echo "setup: installing dreamstream[$(EXTRAS)] into $(VENV) (first time: a few minutes)"
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 	@echo "setup: python environment ready"
 

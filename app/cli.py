@@ -297,6 +297,12 @@ def _cmd_dry_run(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
     """Print parameter counts (from shapes only: nothing is allocated, trained or written)."""
     import dataclasses
 
+    import jax
+
+    # Shapes only, on the CPU: a dry run beside a live run on a GPU must not claim GPU memory (JAX takes 75 % of
+    # it when its GPU backend starts).
+    jax.config.update("jax_platforms", "cpu")
+
     import envs
     from trainer.agent import act_space_of
     from trainer.model import count_parameters

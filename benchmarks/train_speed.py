@@ -29,6 +29,7 @@ import psutil
 import envs
 from app.config import parse_overrides, resolve
 from trainer.agent import DreamerAgent
+from trainer.config import compute_dtype
 from trainer.learner import Learner
 from trainer.replay import Replay, step_spec
 
@@ -120,7 +121,7 @@ def main() -> None:
     s_per_update = float(np.mean(timed)) if timed else float("nan")
     print(json.dumps({
         "configs": args.configs, "overrides": rest, "env": cfg.env.id, "batch": [t.batch_size, t.batch_length],
-        "train_ratio": cfg.run.train_ratio, "compute_dtype": t.compute_dtype, "imag_last": t.imag_last,
+        "train_ratio": cfg.run.train_ratio, "compute_dtype": compute_dtype(t), "imag_last": t.imag_last,
         "replay_context": t.replay_context,
         "s_per_update": round(s_per_update, 3), "s_per_update_min": round(float(np.min(timed)), 3),
         "updates_per_s": round(1 / s_per_update, 4), "env_steps_per_s": round(steps["n"] / wall, 2),

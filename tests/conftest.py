@@ -21,6 +21,9 @@ import pytest
 
 DREAMSTREAM = str(Path(sys.executable).parent / "dreamstream")
 
+# The suite runs JAX on the CPU also on a GPU box: its workers and the app processes it starts would each take 75 %
+# of the GPU's memory, and exact-equality checks assume the CPU's arithmetic.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     # One XLA compile cache for the whole session (this process and every `dreamstream` it starts): the many
     # tests that build the same tiny agent compile it once. Set the variable yourself to keep one across runs.

@@ -8,6 +8,7 @@ waits for an update; `train(batch)` runs one jitted step and publishes the new p
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from trainer.config import TrainerConfig
+from trainer.config import TrainerConfig, compute_dtype
 from trainer.dists import allow_all_if_none, twohot_mean
 from trainer.dreamer import TrainState, act_step, init_state, make_train_step, policy_action, predicted_mask
 from trainer.errors import TrainerError
@@ -94,7 +95,12 @@ class DreamerAgent:
         self._open_loop = jax.jit(self._open_loop_fn, static_argnums=(3,))
         self._server = None
         self._unpublished = False  # the learner holds parameters the policy process has not been sent
-        log.info("DreamerV3 agent: %s parameters, built in %.1fs", f"{self.param_count:,}", time.monotonic() - t0)
+        log.info("DreamerV3 agent: %s parameters, built in %.1fs; JAX %s on %s, compute dtype %s",
+                 f"{self.param_count:,}", time.monotonic() - t0, jax.__version__,
+                 ", ".join(str(d) for d in jax.devices()), compute_dtype(cfg))
+        if jax.default_backend() == "cpu" and os.path.exists("/dev/nvidiactl"):
+            log.warning("an NVIDIA GPU is present but JAX runs on the CPU: install JAX's CUDA build "
+                        "(`make setup CUDA=1`, or `pip install -e '.[cuda]'`)")
 
     def _local(self, params: Any) -> Any:
         """Parameters this process can compute with alone: across processes, a host copy of the replicas."""

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trainer.config import TrainerConfig
+from trainer.config import TrainerConfig, compute_dtype
 from trainer.dists import onehot_sample, unimix_logits
 from trainer.nets import MLP, BlockLinear, Decoder, Encoder, Linear, Norm
 
@@ -45,7 +45,7 @@ class DreamerModel(nn.Module):
 
     def setup(self) -> None:
         c = self.cfg
-        dt = jnp.dtype(c.compute_dtype)
+        dt = jnp.dtype(compute_dtype(c))
         self.dtype = dt
         self.encoder = Encoder(c.depth, dtype=dt)
         self.decoder = Decoder(self.image_shape, c.depth, c.units, blocks=c.blocks, dtype=dt)

@@ -11,6 +11,7 @@ parameters after updates. If the parent dies, the child reads EOF and exits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import multiprocessing as mp
@@ -40,7 +41,7 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
     thread takes new parameters from `params_conn` (so a parameter push never delays an act)."""
     # Read when the backend starts (on first use), which is after this point: jax itself is already imported
     # by unpickling this function's module, so JAX_PLATFORMS in the environment would come too late.
-    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     import jax
     import jax.numpy as jnp
 
@@ -49,6 +50,9 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
     from trainer.dreamer import act_step
     from trainer.model import DreamerModel
 
+    # Acting is always float32 here: this process runs on one CPU thread, where bfloat16 (the `gpu` block's
+    # training dtype) made a size50m act step 55-85 ms instead of 8 ms. Parameters are float32 either way.
+    cfg = dataclasses.replace(cfg, compute_dtype="float32")
     model = DreamerModel(cfg, act_space, image_shape)
     step = jax.jit(functools.partial(act_step, model))
 
@@ -68,7 +72,7 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
 
     receiver = threading.Thread(target=receive_params, name="policy-params", daemon=True)
     receiver.start()
-    conn.send(("ok", None))
+    conn.send(("ok", {"backend": jax.default_backend(), "compute_dtype": cfg.compute_dtype}))
     streams: dict[int, tuple] = {}
     blank = (jnp.zeros((1, cfg.deter)), jnp.zeros((1, cfg.stoch, cfg.classes)), jnp.zeros((1, act_space.n)))
     mask_all = jnp.ones((1, act_space.n), bool)
@@ -109,6 +113,8 @@ class PolicyServer:
         self.act_space = act_space
         self.last_sync = 0.0
         self.restarts = 0
+        self.child_info: dict[str, Any] = {}
+        """What the child reported at its start: its JAX backend and compute dtype."""
         self._params = params
         # Pushes go through one sender thread holding only the newest parameters: the learner hands them over
         # and goes on (no pickling, no wait for a child that is busy or restarting), and the pipe has one
@@ -146,7 +152,7 @@ class PolicyServer:
                 sent = False
         try:
             if sent and self._conn.poll(START_TIMEOUT_S):
-                self._conn.recv()
+                self.child_info = self._conn.recv()[1]
                 self._conn.send(("act", warmup))
                 ready = self._conn.poll(START_TIMEOUT_S)
                 if ready:

@@ -93,6 +93,21 @@ def test_train_dry_run_prints_parameter_counts_and_writes_nothing(capsys, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_train_dry_run_keeps_jax_on_the_cpu(tmp_path) -> None:
+    # Beside a live run on a GPU, a dry run that started JAX's GPU backend took 75 % of the GPU's memory.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, jax; from app.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['train', '--configs', 'tiny', '--dry-run'])\n"
+            "print(jax.config.jax_platforms)")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         check=True)
+    assert out.stdout.split()[-1] == "cpu"
+
+
 def test_db_upgrade_of_a_run_dir_with_a_broken_config_is_one_line(tmp_path, capsys) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("storage: [unclosed\n")

@@ -316,3 +316,14 @@ def test_tiny_agent_learns_a_trivial_pixel_task() -> None:
         if len(rewards) >= 200 and np.mean(rewards[-200:]) >= 0.8:
             break
     assert np.mean(rewards[-200:]) >= 0.8, f"mean reward of the last 200 episodes: {np.mean(rewards[-200:]):.2f}"
+
+
+def test_compute_dtype_auto_is_bfloat16_on_a_gpu_and_float32_on_a_cpu(monkeypatch) -> None:
+    from trainer.config import compute_dtype
+
+    auto = dataclasses.replace(TINY, compute_dtype="auto")
+    assert TrainerConfig().compute_dtype == "auto"
+    assert compute_dtype(auto) == "float32"  # this machine: a CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert compute_dtype(auto) == "bfloat16"
+    assert compute_dtype(dataclasses.replace(TINY, compute_dtype="float32")) == "float32"  # asked for: kept
