@@ -124,7 +124,7 @@ class DreamerAgent:
         state = self._place(state)
         self.state, self.params = state, self._local(state.params)
         if self._server is not None:
-            self._server.sync(jax.device_get(state.params))
+            self._server.sync(self.params)
             self._unpublished = False
 
     # -- keys ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class DreamerAgent:
         self.params = self._local(state.params)
         server = self._server
         if server is not None and time.monotonic() - server.last_sync >= self.cfg.policy_sync_s:
-            server.sync(jax.device_get(state.params))
+            server.sync(self.params)  # copied to the host on the sender's thread, not the learner's
             self._unpublished = False
         else:
             self._unpublished = server is not None
@@ -231,7 +231,7 @@ class DreamerAgent:
         server = self._server
         if server is None or not self._unpublished:
             return False
-        server.sync(jax.device_get(self.state.params))
+        server.sync(self.params)
         self._unpublished = False
         return True
 

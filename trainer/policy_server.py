@@ -35,6 +35,33 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0
 
 
+def _send_params(conn: Connection, params: Any) -> None:
+    """Send a parameter tree as its structure and then one raw message per array. In one pickle, the child's
+    unpickling (and the parent's pickling) held the GIL for the whole tree: at size50m (167 MB) the act loop
+    waited up to ~300 ms per push. Leaf by leaf, it waits for one array's copy at most."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(jax.device_get(params))
+    leaves = [np.asarray(leaf) for leaf in leaves]
+    conn.send(("params", treedef, [(leaf.shape, leaf.dtype.str) for leaf in leaves]))
+    for leaf in leaves:
+        flat = np.ascontiguousarray(leaf).reshape(-1)  # 1-d also for a 0-d leaf (its shape went above)
+        conn.send_bytes(memoryview(flat).cast("B") if flat.size else b"")
+
+
+def _receive_params(conn: Connection) -> Any:
+    """Read what `_send_params` sent; the new tree only exists once every array has arrived."""
+    import jax
+    import jax.numpy as jnp
+
+    kind, treedef, specs = conn.recv()
+    if kind != "params":
+        raise ValueError(f"expected parameters, got {kind!r}")
+    leaves = [jnp.asarray(np.frombuffer(conn.recv_bytes(), np.dtype(dtype)).reshape(shape))
+              for shape, dtype in specs]
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_space: ActSpace,
            image_shape: tuple[int, int, int], seed: int) -> None:
     """Child process: a single-threaded CPU JAX runtime answering act/close messages on `conn`, while a
@@ -57,12 +84,12 @@ def _serve(conn: Connection, params_conn: Connection, cfg: TrainerConfig, act_sp
     step = jax.jit(functools.partial(act_step, model))
 
     key = jax.random.PRNGKey(seed)
-    latest: dict[str, Any] = {"params": jax.tree.map(jnp.asarray, params_conn.recv())}
+    latest: dict[str, Any] = {"params": _receive_params(params_conn)}
 
     def receive_params() -> None:
         while True:
             try:
-                latest["params"] = jax.tree.map(jnp.asarray, params_conn.recv())
+                latest["params"] = _receive_params(params_conn)
             except (EOFError, OSError):
                 return
             except Exception as exc:  # a garbled message: acting on with stale parameters would go unnoticed
@@ -146,7 +173,7 @@ class PolicyServer:
             with self._pushed:
                 params, self._pending = self._params, None  # the newest: a push waiting now is this one
             try:
-                self._params_conn.send(params)
+                _send_params(self._params_conn, params)
                 sent = True
             except OSError:
                 sent = False
@@ -204,8 +231,9 @@ class PolicyServer:
         return self._request("act", (stream, image, mask, is_first))
 
     def sync(self, params: Any) -> None:
-        """Hand new parameters (host numpy arrays) to the sender thread and return at once; acting picks them
-        up without waiting. Pushes that come faster than they can be sent are coalesced to the newest."""
+        """Hand new parameters (device or host arrays; the sender thread copies them to the host) to the sender
+        thread and return at once; acting picks them up without waiting. Pushes that come faster than they can
+        be sent are coalesced to the newest."""
         with self._pushed:
             self._params = params  # what a restarted child starts from
             self._pending = params
@@ -222,7 +250,7 @@ class PolicyServer:
                 params, self._pending = self._pending, None
             with self._params_lock:
                 try:
-                    self._params_conn.send(params)
+                    _send_params(self._params_conn, params)
                 except OSError:
                     log.debug("parameter push skipped: the policy process is down (it restarts with the newest)")
 

@@ -135,3 +135,25 @@ def test_the_child_acts_in_float32_on_the_cpu_whatever_the_training_dtype() -> N
         assert act(agent, first=True) == 1
     finally:
         agent.close()
+
+
+def test_parameters_cross_the_pipe_leaf_by_leaf_unchanged() -> None:
+    import multiprocessing as mp
+
+    from trainer.policy_server import _receive_params, _send_params
+
+    tree = {"a": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4), "scale": np.float32(2.5)},
+            "b": np.array(7, np.int32), "empty": np.zeros((0, 3), np.float32), "flags": np.array([True, False]),
+            "strided": np.arange(20, dtype=np.float32).reshape(4, 5)[:, ::2]}
+    reader, writer = mp.Pipe(duplex=False)
+    sender = threading.Thread(target=_send_params, args=(writer, tree))  # a pipe buffer is smaller than some trees
+    sender.start()
+    got = _receive_params(reader)
+    sender.join()
+    assert got.keys() == tree.keys() and got["a"].keys() == tree["a"].keys()
+    for path in (("a", "kernel"), ("a", "scale"), ("b",), ("empty",), ("flags",), ("strided",)):
+        want, have = tree, got
+        for k in path:
+            want, have = want[k], have[k]
+        want = np.asarray(want)
+        assert (have.shape, have.dtype) == (want.shape, want.dtype) and np.array_equal(np.asarray(have), want), path
