@@ -201,6 +201,7 @@ class Broadcaster:
         return frame
 
     def _spawn(self) -> EncoderProcess | None:
+        self._clear_hls()
         try:
             return EncoderProcess(ffmpeg_argv(self.cfg, self.output), self.output.secrets)
         except OSError as exc:
@@ -250,6 +251,14 @@ class Broadcaster:
             delay = self._backoff.next()
             log.info("restarting ffmpeg in %.1fs", delay)
             self._stop.wait(delay)
+
+    def _clear_hls(self) -> None:
+        """Delete the previous ffmpeg's HLS segments: each new one numbers its segments from 0 again, and its
+        `delete_segments` only removes its own, so the old ones stayed until reached again (for weeks)."""
+        if self.hls_dir is None or not self.hls_dir.is_dir():
+            return
+        for path in self.hls_dir.glob("*.ts*"):
+            path.unlink(missing_ok=True)
 
     def _hinted(self, error: str, ran_s: float) -> str:
         """`error`, with where to look when Twitch ends a stream soon after it starts (a wrong or revoked key)."""

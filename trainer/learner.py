@@ -26,6 +26,9 @@ __all__ = ["Learner", "lower_compute_priority"]
 
 log = logging.getLogger(__name__)
 
+NONFINITE_LOG_EVERY = 1000
+"""A streak of non-finite updates is logged at its start, every so many updates, and at its end."""
+
 
 def lower_compute_priority(niceness: int = 10) -> int:
     """Give the calling thread and XLA's compute threads a lower CPU priority (Linux nice, per thread).
@@ -75,6 +78,7 @@ class Learner:
         self.update_s_ema: float | None = None
         """Smoothed seconds per update (None before the first), for pacing the actor."""
         self.nonfinite = 0
+        self._nonfinite_streak = 0
         # (across processes the first round waits for every process to reach its loop, e.g. to finish compiling)
         self.state = "waiting for the other processes" if self.multiprocess else "waiting for data"
         self.paused = threading.Event()
@@ -277,8 +281,23 @@ class Learner:
         self.update_s_ema = seconds if ema is None else 0.9 * ema + 0.1 * min(seconds, 4 * ema)
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
-        if metrics.get("opt/finite", 1.0) < 1.0:
-            self.nonfinite += 1
+        """Count a skipped (non-finite) update. A streak is logged at its first update, every
+        NONFINITE_LOG_EVERY updates and at its end: a model stuck at NaN made one log line per update (at a
+        GPU's rate, the whole rotating log in hours, and the lines that explain it rotated away)."""
+        if metrics.get("opt/finite", 1.0) >= 1.0:
+            if self._nonfinite_streak > 1:
+                log.warning("updates %d-%d (%d in a row) were non-finite and skipped; update %d is finite again",
+                            self.updates - self._nonfinite_streak, self.updates - 1, self._nonfinite_streak,
+                            self.updates)
+            self._nonfinite_streak = 0
+            return
+        self.nonfinite += 1
+        self._nonfinite_streak += 1
+        if self._nonfinite_streak == 1:
             bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
             log.error("update %d had a non-finite loss or gradient (%s); it was skipped and the parameters "
                       "kept their last good values", self.updates, ", ".join(bad) or "opt/grad_norm")
+        elif self._nonfinite_streak % NONFINITE_LOG_EVERY == 0:
+            log.error("%d updates in a row were non-finite and skipped (since update %d); the parameters keep "
+                      "their last good values; rolling back to a good checkpoint may help",
+                      self._nonfinite_streak, self.updates - self._nonfinite_streak + 1)

@@ -183,7 +183,10 @@ class Replay:
         self.stride = length - context
         self.directory = directory
         self._streams = [_Stream(spec, capacity // streams) for _ in range(streams)]
-        self._online: collections.deque[tuple[int, int]] = collections.deque()
+        # Sequences not yet trained on. Bounded by what the ring can still hold: while nothing samples (a paused
+        # learner, for days), the oldest entries, already overwritten, drop out instead of piling up.
+        self._online: collections.deque[tuple[int, int]] = collections.deque(
+            maxlen=sum(s.capacity // self.stride + 1 for s in self._streams))
         self._next_online = [0] * streams
         self._saved_upto = [0] * streams
         self._rng = np.random.default_rng(seed)

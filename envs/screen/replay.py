@@ -21,6 +21,9 @@ __all__ = ["ReplayDevice", "Tap"]
 
 log = logging.getLogger(__name__)
 
+TAPS_KEPT = 10_000
+"""Taps a ReplayDevice keeps in memory (the newest); older ones are dropped, counted in `tap_count`."""
+
 
 class Tap(NamedTuple):
     """A tap the env sent: virtual time in seconds and window pixel coordinates."""
@@ -51,6 +54,8 @@ class ReplayDevice:
         first = self._frame(0)
         self.size = (first.shape[1], first.shape[0])
         self.taps: list[Tap] = []
+        """The newest taps (at least the last TAPS_KEPT); `tap_count` counts them all."""
+        self.tap_count = 0
         self.frames_served = 0
         self._next = 0
         self._t_s = 0.0
@@ -82,6 +87,9 @@ class ReplayDevice:
 
     def tap(self, x: int, y: int) -> None:
         self.taps.append(Tap(self._t_s, x, y))
+        self.tap_count += 1
+        if len(self.taps) >= 2 * TAPS_KEPT:  # a replay streamed for days: up to 60 taps a second
+            del self.taps[:-TAPS_KEPT]
 
     def now(self) -> float:
         return self._t_s
@@ -90,4 +98,4 @@ class ReplayDevice:
         self._t_s += max(seconds, 0.0)
 
     def close(self) -> None:
-        log.debug("replay closed after %d frames and %d taps", self.frames_served, len(self.taps))
+        log.debug("replay closed after %d frames and %d taps", self.frames_served, self.tap_count)

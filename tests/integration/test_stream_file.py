@@ -153,3 +153,23 @@ def test_a_producer_locked_to_the_pacer_drops_and_repeats_nothing(tmp_path) -> N
         b.close()
     assert after["frames_dropped"] - before["frames_dropped"] == 0
     assert after["frames_repeated"] - before["frames_repeated"] <= 1  # at most the frame in flight at the start
+
+
+def test_an_encoder_start_clears_the_previous_encoders_hls_segments(tmp_path) -> None:
+    # Each ffmpeg numbers its segments from 0 and deletes only its own: the last ones of every earlier ffmpeg
+    # (a restart, a scheduled reconnect, a previous session) stayed on disk.
+    cfg = StreamConfig(width=320, height=180, fps=30, preset="ultrafast", bitrate_kbps=300, hls=True)
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    old = [hls / "index999.ts", hls / "index998.ts.tmp"]
+    for path in old:
+        path.write_bytes(b"\0" * 1000)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path, hls), recordings_dir=tmp_path, hls_dir=hls)
+    b.start()
+    try:
+        feed(b, cfg, 1.0)
+        wait_for(lambda: (hls / "index.m3u8").exists(), "the HLS playlist")
+    finally:
+        b.close()
+    assert not any(path.exists() for path in old)
+    assert list(hls.glob("index*.ts"))  # this encoder's own segments

@@ -42,6 +42,15 @@ def test_online_queue_serves_every_new_sequence_once_first() -> None:
     assert list(first) == [0, 8] and second[0] == 16  # then uniform draws fill the batch
 
 
+def test_the_online_queue_stays_bounded_while_nothing_samples() -> None:
+    # A paused learner (kept across restarts) or a crash-looping one: the actor goes on for days.
+    replay = Replay(SPEC, capacity=40, length=8, chunk_steps=16)
+    fill(replay, 4000)
+    assert len(replay._online) <= 40 // 8 + 1
+    # What is left is the newest sequences, each still in the ring and trained on first.
+    assert list(replay.sample(5)["reward"][:, 0]) == [3960, 3968, 3976, 3984, 3992]
+
+
 def test_ring_evicts_the_oldest_steps() -> None:
     replay = Replay(SPEC, capacity=40, length=8, chunk_steps=16)
     fill(replay, 100)

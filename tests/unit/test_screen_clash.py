@@ -305,3 +305,14 @@ def test_a_battle_going_on_after_a_truncation_does_not_pay_its_fallen_towers_aga
     env.reset()                                          # the same battle, one tower down already
     assert env.step(0)[1] == pytest.approx(0.1)          # only the king tower that falls now pays
     assert env.episode_info()["enemy_towers_destroyed"] == 2
+
+
+def test_a_replay_device_keeps_the_newest_taps_and_counts_all() -> None:
+    from envs.screen.replay import TAPS_KEPT
+
+    device = ReplayDevice([BATTLE])
+    for i in range(3 * TAPS_KEPT + 5):
+        device.tap(i, 0)
+    assert device.tap_count == 3 * TAPS_KEPT + 5
+    assert TAPS_KEPT <= len(device.taps) < 2 * TAPS_KEPT and device.taps[-1].x == 3 * TAPS_KEPT + 4
+    assert [t.x for t in device.taps] == list(range(3 * TAPS_KEPT + 5 - len(device.taps), 3 * TAPS_KEPT + 5))

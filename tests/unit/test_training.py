@@ -309,3 +309,32 @@ def test_a_skipped_updates_latents_are_not_written_into_replay() -> None:
     learner.run(stop, lambda updates, metrics: stop.set() if updates >= 6 else None)
     data = replay._streams[0].data
     assert data["latent_ok"].any() and np.isfinite(data["deter"][data["latent_ok"]]).all()  # none of update 5
+
+
+def test_a_streak_of_non_finite_updates_is_logged_at_its_start_every_1000_and_at_its_end(caplog) -> None:
+    import threading
+
+    from tests.unit.test_replay import SPEC, fill
+    from trainer.learner import Learner
+    from trainer.replay import Replay
+
+    class StuckAgent(ScriptedAgent):
+        def train(self, batch) -> dict[str, float]:
+            self.n += 1
+            bad = 3 <= self.n <= 2502
+            return {"loss/x": float("nan") if bad else 1.0, "opt/finite": 0.0 if bad else 1.0}
+
+    replay = Replay(SPEC, capacity=400, length=8, chunk_steps=16)
+    fill(replay, 100)
+    agent = StuckAgent()
+    learner = Learner(agent, replay, train_ratio=1e9, env_steps=lambda: 100, metrics_every=10_000)
+    stop = threading.Event()
+    learner.run(stop, lambda updates, metrics: stop.set() if updates >= 2510 else None)
+    assert learner.nonfinite == 2500
+    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.learner" and "non-finite" in r.message]
+    assert lines[0].startswith("update 3 had a non-finite loss or gradient (loss/x)")
+    assert lines[1:] == ["1000 updates in a row were non-finite and skipped (since update 3); the parameters keep "
+                         "their last good values; rolling back to a good checkpoint may help",
+                         "2000 updates in a row were non-finite and skipped (since update 3); the parameters keep "
+                         "their last good values; rolling back to a good checkpoint may help",
+                         "updates 3-2502 (2500 in a row) were non-finite and skipped; update 2503 is finite again"]
