@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from app.config import (
     secret_values,
     session_only_keys,
     to_dict,
+    upgrade_saved,
 )
 from app.errors import DREAMSTREAM_ERRORS, ConfigError
 from app.logs import console, output, setup_logging
@@ -175,7 +179,7 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
     rundir = RunDir(logdir if logdir is not None else default_logdir())
     changes: list[str] = []
     if rundir.config_path.exists():
-        saved_dict = _read_saved(rundir.config_path)
+        saved_dict, notes = _read_saved(rundir.config_path)
         # The saved config is checked without the secrets it needed (a placeholder each): a run dir that once
         # streamed to Twitch must restart with `--stream.target file` when the key is gone.
         saved = resolve(environ=_PLACEHOLDER_SECRETS, base=saved_dict)
@@ -187,6 +191,11 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
         session = session_only_keys()
         changes = [line + (" (this session only)" if line.split(":", 1)[0] in session else "")
                    for line in changed_keys(saved, cfg)]
+        if notes and save:
+            kept = rundir.config_path.with_name(f"config.yaml.before-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.copy2(rundir.config_path, kept)
+            notes.append(f"the file as it was is kept as {kept.name}")
+        changes += [f"{SAVED_CONFIG_NOTE}{note}" for note in notes]
     else:
         cfg = resolve(names, overrides, environ=environ)
     rundir.create()
@@ -198,30 +207,28 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
     return cfg, rundir, changes
 
 
-def _read_saved(path: Path) -> dict[str, Any]:
-    """Return a run dir's saved config as nested data, without session-only keys (an older version kept them)."""
+SAVED_CONFIG_NOTE = "saved config: "
+"""Lines of prepare_run's `changes` that start so are about the run dir's file itself (logged as warnings)."""
+
+
+def _read_saved(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Return a run dir's saved config as flat data this version accepts, with a note per key it had to move or
+    drop (see app.config.upgrade_saved) and one when another version wrote the file."""
     try:
-        saved = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        saved = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML ({exc}); fix it or use a new --logdir") from None
     if not isinstance(saved, dict):
         raise ConfigError(f"{path} does not hold a config (a mapping of sections); fix it or use a new --logdir")
-    return _without_keys(saved, session_only_keys())
+    flat, notes = upgrade_saved(saved)
+    written_by = re.search(r"^# .*dreamstream (\S+)$", text.split("\n", 1)[0])
+    if written_by and written_by.group(1) != __version__:
+        notes.insert(0, f"written by dreamstream {written_by.group(1)}, read by {__version__}")
+    return flat, notes
 
 
 _PLACEHOLDER_SECRETS = {env: "saved-config-placeholder" for env in secret_envs().values()}
-
-
-def _without_keys(nested: dict[str, Any], keys: set[str], prefix: str = "") -> dict[str, Any]:
-    """Return `nested` without the dotted `keys`."""
-    out: dict[str, Any] = {}
-    for name, value in nested.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            out[name] = _without_keys(value, keys, key + ".")
-        elif key not in keys:
-            out[name] = value
-    return out
 
 
 def _install_signal_handlers(runner) -> None:
@@ -245,7 +252,10 @@ def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: s
 
         setup_logging(cfg.run.log_level, rundir.log_path, secret_values(cfg))
         for line in changes:
-            log.info("config changed on resume: %s", line)
+            if line.startswith(SAVED_CONFIG_NOTE):
+                log.warning("%s", line)
+            else:
+                log.info("config changed on resume: %s", line)
         if cfg.trainer.distributed.num_processes > 1:
             if mode != "train":
                 raise ConfigError("trainer.distributed: training over several processes runs with `dreamstream "
@@ -372,7 +382,9 @@ def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> i
     if args.logdir is not None:
         path = RunDir(args.logdir).config_path
         if path.exists():
-            base = _read_saved(path)  # read only: a running app keeps its lock
+            base, notes = _read_saved(path)  # read only: a running app keeps its lock
+            for note in notes:
+                print(f"{SAVED_CONFIG_NOTE}{note}", file=sys.stderr)
         else:
             print(f"no run in {args.logdir} yet: this is the config a new run there would get", file=sys.stderr)
     cfg = resolve(args.configs, overrides, environ=_environ(args.env_file), base=base)

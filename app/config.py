@@ -36,6 +36,7 @@ from stream.obs import ObsConfig
 from trainer.config import TrainerConfig
 
 __all__ = [
+    "RENAMED_KEYS",
     "Config",
     "config_dir",
     "diff_on_resume",
@@ -45,6 +46,7 @@ __all__ = [
     "resolve",
     "secret_envs",
     "to_dict",
+    "upgrade_saved",
     "valid_keys",
 ]
 
@@ -196,6 +198,33 @@ def valid_keys(cls: type = Config, prefix: str = "") -> dict[str, dataclasses.Fi
 def secret_envs(cls: type = Config) -> dict[str, str]:
     """Return {dotted key: environment variable} for every secret field."""
     return {k: f.metadata["secret_env"] for k, f in valid_keys(cls).items() if "secret_env" in f.metadata}
+
+
+RENAMED_KEYS: dict[str, str] = {}
+"""Keys renamed between versions, old dotted key -> new one: a run dir's saved config is read through this table,
+so an upgrade does not strand a run made by an older version."""
+
+
+def upgrade_saved(saved: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Return a saved config as a flat {dotted key: value} this version accepts, and a note per change: renamed
+    keys are moved, and keys this version does not know (removed, or from a newer version) are dropped. Secrets
+    and session-only keys are dropped silently (never saved by this version; an older one kept the latter)."""
+    keys, secrets, session = valid_keys(), secret_envs(), session_only_keys()
+    flat: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in _flatten(saved).items():
+        if value == {}:
+            continue  # an empty section
+        if key in RENAMED_KEYS:
+            notes.append(f"{key} is now {RENAMED_KEYS[key]}")
+            key = RENAMED_KEYS[key]
+        if key in secrets or key in session:
+            continue
+        if key not in keys:
+            notes.append(f"{key} = {_show(value)} is not a key of this version; dropped")
+            continue
+        flat[key] = value
+    return flat, notes
 
 
 def session_only_keys(cls: type = Config) -> set[str]:

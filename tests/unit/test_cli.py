@@ -196,3 +196,36 @@ def test_the_shipped_systemd_unit_runs_a_valid_command() -> None:
     assert args.command == "run" and args.logdir is not None
     assert service["Restart"] == "always" and service["RestartPreventExitStatus"] == "2"  # 2: a config error
     assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) >= 120
+
+
+def test_a_saved_config_from_another_version_is_upgraded_not_refused(tmp_path) -> None:
+    # The first release that removes or renames a key would otherwise strand every existing run dir.
+    from app import config
+    from app.cli import prepare_run
+
+    logdir = tmp_path / "run"
+    _, rundir, _ = prepare_run([], [("env.id", "catch"), ("stream.bitrate_kbps", 3000)], logdir, {})
+    rundir.unlock()
+    text = (logdir / "config.yaml").read_text()
+    header, body = text.split("\n", 1)
+    text = header.rsplit(" ", 1)[0] + " 0.0.1-old\n" + body.replace("  bitrate_kbps: 3000\n", "")
+    text = text.replace("stream:\n", "stream:\n  old_knob: 7\n  bitrate_old: 2500\n", 1)  # the key's old name
+    (logdir / "config.yaml").write_text(text + "legacy:\n  panel: true\n")
+    config.RENAMED_KEYS["stream.bitrate_old"] = "stream.bitrate_kbps"
+    try:
+        cfg, rundir, changes = prepare_run([], [], logdir, {})
+    finally:
+        del config.RENAMED_KEYS["stream.bitrate_old"]
+    rundir.unlock()
+    assert cfg.env.id == "catch" and cfg.stream.bitrate_kbps == 2500  # the renamed key's value came along
+    notes = [c for c in changes if c.startswith("saved config: ")]
+    assert notes[0].startswith("saved config: written by dreamstream 0.0.1-old, read by ")
+    assert "saved config: stream.old_knob = 7 is not a key of this version; dropped" in notes
+    assert "saved config: legacy.panel = true is not a key of this version; dropped" in notes
+    assert "saved config: stream.bitrate_old is now stream.bitrate_kbps" in notes
+    (kept,) = logdir.glob("config.yaml.before-*")
+    assert "old_knob: 7" in kept.read_text() and notes[-1] == f"saved config: the file as it was is kept as {kept.name}"
+    assert "old_knob" not in (logdir / "config.yaml").read_text()
+    _, rundir, changes = prepare_run([], [], logdir, {})  # once rewritten, nothing more to say
+    rundir.unlock()
+    assert changes == []
