@@ -66,7 +66,7 @@ STALE_FRAME_S = 10.0
 """A game frame older than this means the actor is restarting: the overlay says so."""
 FLASH_S = 20.0
 """How long a one-off notice (a rollback, a pause) stays on the broadcast frame."""
-CONTROLS = ("checkpoint", "rollback", "pause", "resume")
+CONTROLS = ("checkpoint", "rollback", "pause", "resume", "stream_reconnect")
 """What the operator can ask of the running app (the dashboard's buttons)."""
 
 
@@ -729,6 +729,12 @@ class Runner:
             return False, f"unknown control {action!r}; one of: {', '.join(CONTROLS)}"
         if self._scheduler is None or self.stop_event.is_set():
             return False, "the app is stopping" if self.stop_event.is_set() else "the app is still starting"
+        if action == "stream_reconnect":
+            if self.broadcaster is None:
+                return False, "this run does not stream (stream.enabled is false, or `dreamstream train`)"
+            message = self.broadcaster.reconnect_now()
+            self._record_event("stream_reconnect", f"asked by the operator: {message}")
+            return True, message
         if not self.training.is_learning:
             return False, "the random agent does not learn: no checkpoints, rollbacks or pauses"
         learner = self.training.learner
@@ -900,6 +906,7 @@ class Runner:
             best = self.training.best() if self.training.checkpointer is not None else None
             status["best_checkpoint"] = None if best is None else \
                 {"step": best[0], "score": round(best[1].mean, 4), "sem": round(best[1].sem, 4)}
+            status["checkpoints"] = self.training.checkpoints()
             status["ranked_by"] = "the last 100 training episodes" if not self._evaluates else \
                 f"Elo from {self.cfg.scheduler.eval_episodes} games against the ladder" if self._rates else \
                 f"{self.cfg.scheduler.eval_episodes} evaluation episodes"

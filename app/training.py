@@ -94,6 +94,7 @@ class Training:
         self._snapshot_env_step: tuple[int, int] = (-1, 0)
         """(update step, env step) of the last snapshot."""
         self._best: tuple[int, Score] | bool | None = False
+        self._listing: list[dict[str, Any]] = []  # every kept checkpoint, read with _best
         """best()'s answer; False: not read yet."""
         if cfg.trainer.agent == "random":
             self.agent: Any = RandomAgent(action_space, seed=cfg.trainer.seed)
@@ -312,9 +313,21 @@ class Training:
                 self._best = self._read_best()
         return self._best or None
 
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every kept checkpoint, newest first: {step, score, sem} (score None: saved unscored). Read with best()."""
+        if self.checkpointer is None:
+            return []
+        self.best()  # the first call reads them from disk
+        return list(self._listing)
+
     def _read_best(self) -> tuple[int, Score] | None:
+        key = self.checkpointer.best_metric
         ranked = self.checkpointer.ranked()
-        return (ranked[0][0], Score.from_metrics(ranked[0][1], self.checkpointer.best_metric)) if ranked else None
+        scores = {step: Score.from_metrics(metrics, key) for step, metrics in ranked}
+        self._listing = [{"step": step, "score": round(scores[step].mean, 4) if step in scores else None,
+                          "sem": round(scores[step].sem, 4) if step in scores else None}
+                         for step in sorted(self.checkpointer.steps(), reverse=True)]
+        return (ranked[0][0], scores[ranked[0][0]]) if ranked else None
 
     def rollback(self, step: int | None = None) -> int:
         """Go back to checkpoint `step`, by default the best-scored one (the next best if it is unreadable):

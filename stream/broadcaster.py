@@ -21,7 +21,7 @@ import numpy as np
 
 from stream.config import StreamConfig
 from stream.encoder import EncoderProcess
-from stream.ffmpeg_args import Output, ffmpeg_argv
+from stream.ffmpeg_args import RECORDING_NAME, Output, ffmpeg_argv
 
 __all__ = ["Broadcaster", "prune_recordings"]
 
@@ -117,6 +117,7 @@ class Broadcaster:
         self._thread: threading.Thread | None = None
         self._reconnect_reason = ""
         self._ingest_retry = False
+        self._wake = threading.Event()  # the operator asked to reconnect now
         self._backoff = _Backoff(lambda: cfg.restart_backoff_max_s)
         # An ingest failing while the other outputs run is retried up to INGEST_RETRY_MAX_S apart, beyond
         # restart_backoff_max_s: a server that refuses the publish (a wrong key) would otherwise cut the preview and
@@ -202,6 +203,7 @@ class Broadcaster:
 
     def _spawn(self) -> EncoderProcess | None:
         self._clear_hls()
+        self._wait_for_a_new_recording_name()
         try:
             return EncoderProcess(ffmpeg_argv(self.cfg, self.output), self.output.secrets)
         except OSError as exc:
@@ -222,6 +224,8 @@ class Broadcaster:
                     self._encoder = None
                     self._live_since = None
                     code = encoder.stop(timeout_s=5.0)
+                    if not self._stop.is_set():  # restarting: its playlist must not outlive it (a player would
+                        self._clear_hls()          # ask for segments the next ffmpeg deletes)
                     ran_s = time.monotonic() - encoder.started_at
                     if self._stop.is_set():
                         break
@@ -250,15 +254,44 @@ class Broadcaster:
             self._live_since = None
             delay = self._backoff.next()
             log.info("restarting ffmpeg in %.1fs", delay)
-            self._stop.wait(delay)
+            until = time.monotonic() + delay
+            while not self._stop.is_set() and not self._wake.is_set() and time.monotonic() < until:
+                self._stop.wait(min(0.2, until - time.monotonic()))
+            if self._wake.is_set():
+                self._wake.clear()
+                log.info("restarting ffmpeg now, as the operator asked")
+
+    def reconnect_now(self) -> str:
+        """The operator's "reconnect now": restart the encoder at once, whether it is waiting out a backoff (a
+        Twitch outage is over), retrying a failed ingest, or live (Twitch shows nothing). Returns what happens."""
+        self._backoff.reset()
+        self._ingest_backoff.reset()
+        self._wake.set()
+        state = self._state
+        return ("reconnecting now" if state != "live" else
+                "restarting the live stream (viewers see a short cut)")
+
+    def _wait_for_a_new_recording_name(self) -> None:
+        """Recordings are named by the second ffmpeg starts: a restart within the same second (a reconnect, an
+        ingest retry) overwrote the recording it had just closed. Wait for the next second then (< 1 s)."""
+        if self.recordings_dir is None:
+            return
+        for _ in range(3):
+            name = time.strftime(RECORDING_NAME)
+            if not (self.recordings_dir / name).exists():
+                return
+            self._stop.wait(1.0 - time.time() % 1.0 + 0.01)
 
     def _clear_hls(self) -> None:
-        """Delete the previous ffmpeg's HLS segments: each new one numbers its segments from 0 again, and its
-        `delete_segments` only removes its own, so the old ones stayed until reached again (for weeks)."""
+        """Delete the previous ffmpeg's HLS playlist and segments: each new one numbers its segments from 0 again,
+        and its `delete_segments` only removes its own, so the old ones stayed until reached again (for weeks).
+        The playlist goes too: until the new ffmpeg writes its own, it would name deleted segments (a player
+        opened then gave up on the 404s); without it, the dashboard shows frames until the preview is back."""
         if self.hls_dir is None or not self.hls_dir.is_dir():
             return
-        for path in self.hls_dir.glob("*.ts*"):
-            path.unlink(missing_ok=True)
+        for pattern in ("*.m3u8*", "*.ts*"):
+            for path in self.hls_dir.glob(pattern):
+                path.unlink(missing_ok=True)
 
     def _hinted(self, error: str, ran_s: float) -> str:
         """`error`, with where to look when Twitch ends a stream soon after it starts (a wrong or revoked key)."""
@@ -282,6 +315,13 @@ class Broadcaster:
         retry_at: float | None = None  # the ingest failed: when to look whether it is back
         probe: _Probe | None = None
         while not self._stop.is_set() and encoder.is_running():
+            if self._wake.is_set():
+                self._wake.clear()
+                if self.output.ingest_watched and 0 in encoder.failed_sinks:
+                    self._ingest_retry = True  # the outputs that ran on are cut once, the ingest is retried
+                else:
+                    self._reconnect_reason = "asked by the operator"
+                return
             frame = self._next_frame()
             data = memoryview(np.ascontiguousarray(blank if frame is None else frame)).cast("B")
             self._write_started = time.monotonic()

@@ -14,7 +14,7 @@ import ffmpeg
 from stream.config import StreamConfig
 from stream.errors import StreamError
 
-__all__ = ["Output", "Sink", "check_ffmpeg", "ffmpeg_argv", "output_for", "redact"]
+__all__ = ["RECORDING_NAME", "Output", "Sink", "check_ffmpeg", "ffmpeg_argv", "output_for", "redact"]
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,12 @@ PIPE_QUEUE_FRAMES = 16
 """Raw frames ffmpeg's input thread may hold (about half a second); more is memory and delay, not smoothness."""
 
 
+RECORDING_NAME = "stream-%Y%m%d-%H%M%S.flv"
+"""Recording segments' names (strftime: the local time each segment starts)."""
+
+
 def _segments(cfg: StreamConfig, recordings_dir: Path, required: bool) -> Sink:
-    return Sink(str(recordings_dir / "stream-%Y%m%d-%H%M%S.flv"), "segment",
+    return Sink(str(recordings_dir / RECORDING_NAME), "segment",
                 (("segment_format", "flv"), ("segment_time", str(round(cfg.segment_minutes * 60))),
                  ("strftime", "1"), ("reset_timestamps", "1"),
                  ("segment_format_options", "flvflags=no_duration_filesize")), required)

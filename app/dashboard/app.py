@@ -30,7 +30,7 @@ from app.chat import ChatHub, Message
 from app.settings import DashboardConfig
 from app.storage import recent_episodes, recent_events
 
-__all__ = ["DashboardServices", "create_app"]
+__all__ = ["DashboardServices", "create_app", "health_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,46 @@ def _auth(token: str) -> Callable[[Request], None]:
     return check
 
 
+def health_problems(status: dict[str, Any]) -> list[str]:
+    """What an operator must look at, from a status snapshot: a stream not live, a component not running (a
+    crash loop), a Twitch chat bot that is not connected, low disk, lost metrics, a stopping app."""
+    problems = []
+    if status.get("stopping"):
+        problems.append("the app is stopping")
+    stream = status.get("stream") or {}
+    if stream and stream.get("state") in ("reconnecting", "stopped"):
+        problems.append(f"stream {stream['state']}" + (f": {stream['last_error']}" if stream.get("last_error") else ""))
+    for name, comp in (status.get("components") or {}).items():
+        if comp.get("state") != "running":
+            problems.append(f"component {name} {comp.get('state')}"
+                            + (f": {comp['last_error']}" if comp.get("last_error") else ""))
+    twitch = (status.get("chat") or {}).get("twitch")
+    if twitch and not twitch.get("connected", True):
+        problems.append("the Twitch chat bot is not connected")
+    if (status.get("disk") or {}).get("low"):
+        problems.append(f"disk low: {status['disk'].get('free_gb', 0):.1f} GB free")
+    metrics = status.get("metrics") or {}
+    if metrics.get("write_errors"):
+        problems.append(f"{metrics['write_errors']} metrics rows not written (full disk?)")
+    return problems
+
+
 def _status_router(services: DashboardServices) -> APIRouter:
     router = APIRouter(prefix="/api")
 
     @router.get("/status")
     def status() -> dict[str, Any]:
-        return services.status()
+        snapshot = services.status()
+        return {**snapshot, "problems": health_problems(snapshot)}
+
+    @router.get("/health")
+    def health(response: Response) -> dict[str, Any]:
+        """For an uptime monitor (with the token, when one is set): 503 and the problems when something is wrong.
+        `/healthz` only says that the dashboard answers."""
+        problems = health_problems(services.status())
+        if problems:
+            response.status_code = 503
+        return {"status": "degraded" if problems else "ok", "problems": problems}
 
     @router.get("/episodes")
     def episodes(limit: int = 20) -> list[dict[str, Any]]:

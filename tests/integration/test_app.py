@@ -136,6 +136,13 @@ def test_dashboard_in_headless_chromium(live, tmp_path) -> None:
             assert "values" in loss.locator(".range").inner_text()
             assert "world-model loss: " in loss.locator("figcaption").inner_text()
             page.screenshot(path=str(tmp_path / "dashboard.png"))
+            # "Reconnect now": a planned restart of the encoder (not a failure), and the stream is live again.
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.click("#ctl-stream-reconnect")
+            page.get_by_test_id("stream-control-result").filter(has_text="restarting the live stream").wait_for()
+            wait_for(lambda: live.status()["stream"]["scheduled_reconnects"] == 1, "the encoder's restart")
+            wait_for(lambda: live.status()["stream"]["state"] == "live", "the stream to be live again")
+            assert "stream_reconnect" in [e["kind"] for e in json.loads(live.get("api/events?limit=50"))]
         finally:
             browser.close()
 
@@ -249,7 +256,9 @@ def test_stream_key_never_reaches_the_run_dir_or_output(app_factory, tmp_path) -
                       logdir, env={"TWITCH_STREAM_KEY": key})
     health = wait_for(lambda: (h := app.status()["stream"])["last_error"].startswith("the ingest failed") and h,
                       "ffmpeg to report the ingest's failure")
-    assert health["state"] == "reconnecting" and health["last_error"] == "the ingest failed: Connection refused"
+    assert health["state"] == "reconnecting" and health["last_error"] == (
+        "the ingest failed: Connection refused (if Twitch keeps ending the stream at once, check TWITCH_STREAM_KEY: "
+        "`dreamstream stream test --target twitch`)")
     assert health["output"] == "rtmp://127.0.0.1:9/app/*** (+1 more)" and key not in json.dumps(health)
     page = app.get("/api/status").decode()
     assert app.stop() == 0
@@ -334,8 +343,19 @@ def test_operator_pauses_checkpoints_and_rolls_back_from_the_dashboard(app_facto
             result.filter(has_text="learning resumed").wait_for()
             wait_for(lambda: app.status()["training"]["updates"] > updates, "learning to resume")
 
-            page.click("#ctl-rollback")
-            result.filter(has_text=f"rolled back to checkpoint {best['step']}").wait_for()
+            assert page.locator("#ctl-stream-reconnect").is_hidden()  # no stream in this run
+            # A second checkpoint, then back to the first one, chosen in the picker (the best may be either).
+            page.click("#ctl-checkpoint")
+            result.filter(has_text="checkpoint started").wait_for()
+            kept = wait_for(lambda: len(c := app.status()["training"]["checkpoints"]) == 2 and c, "two checkpoints")
+            assert [c["step"] for c in kept] == sorted((c["step"] for c in kept), reverse=True)  # newest first
+            picker = page.get_by_test_id("checkpoint-picker")
+            picker.locator("option").nth(1).wait_for(state="attached")
+            first = kept[1]["step"]
+            picker.select_option(str(first))
+            assert f"#{first}: " in picker.locator("option:checked").inner_text()
+            page.click("#ctl-rollback-to")
+            result.filter(has_text=f"rolled back to checkpoint {first}").wait_for()
             page.screenshot(path=str(tmp_path / "controls.png"))
             page.click("#ctl-pause")  # paused when the app stops: it must come back paused
             result.filter(has_text="learning paused").wait_for()

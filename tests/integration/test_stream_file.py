@@ -161,7 +161,7 @@ def test_an_encoder_start_clears_the_previous_encoders_hls_segments(tmp_path) ->
     cfg = StreamConfig(width=320, height=180, fps=30, preset="ultrafast", bitrate_kbps=300, hls=True)
     hls = tmp_path / "hls"
     hls.mkdir()
-    old = [hls / "index999.ts", hls / "index998.ts.tmp"]
+    old = [hls / "index999.ts", hls / "index998.ts.tmp", hls / "index.m3u8.tmp"]
     for path in old:
         path.write_bytes(b"\0" * 1000)
     b = Broadcaster(cfg, output_for(cfg, tmp_path, hls), recordings_dir=tmp_path, hls_dir=hls)
@@ -173,3 +173,45 @@ def test_an_encoder_start_clears_the_previous_encoders_hls_segments(tmp_path) ->
         b.close()
     assert not any(path.exists() for path in old)
     assert list(hls.glob("index*.ts"))  # this encoder's own segments
+
+
+def test_the_operator_restarts_the_stream_now_instead_of_waiting_out_the_backoff(tmp_path) -> None:
+    # After a long Twitch outage the backoff waits up to minutes; "reconnect now" must not.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+    cfg = StreamConfig(target=f"rtmp://127.0.0.1:{port}/live/k", record=False, hls=False, width=320, height=180,
+                       preset="ultrafast", bitrate_kbps=300, restart_backoff_max_s=600)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path), recordings_dir=tmp_path)
+    b.start()
+    try:
+        wait_for(lambda: b.health()["restarts"] >= 1, "the first refused start")
+        b._backoff._s = 500.0  # as after a long outage: the wait after the next failure is 400-600 s
+        wait_for(lambda: b.health()["restarts"] >= 2, "the second refused start")
+        time.sleep(1.0)
+        assert b.health()["restarts"] == 2 and b.health()["state"] == "reconnecting"  # waiting out the backoff
+        assert b.reconnect_now() == "reconnecting now"
+        wait_for(lambda: b.health()["restarts"] >= 3, "a start at once")  # not after 400-600 s
+    finally:
+        b.close()
+
+
+def test_reconnect_now_restarts_a_live_stream_once(tmp_path) -> None:
+    cfg = StreamConfig(width=320, height=180, fps=30, preset="ultrafast", bitrate_kbps=300, hls=False)
+    b = Broadcaster(cfg, output_for(cfg, tmp_path), recordings_dir=tmp_path)
+    b.start()
+    try:
+        feeder = threading.Thread(target=feed, args=(b, cfg, 6.0))
+        feeder.start()
+        wait_for(lambda: b.health()["state"] == "live", "the stream to go live")
+        assert b.reconnect_now() == "restarting the live stream (viewers see a short cut)"
+        wait_for(lambda: b.health()["scheduled_reconnects"] == 1, "the restart")
+        wait_for(lambda: b.health()["state"] == "live", "the stream to be live again")
+        feeder.join()
+    finally:
+        b.close()
+    health = b.health()
+    assert health["restarts"] == 0 and health["scheduled_reconnects"] == 1  # a planned restart, not a failure
+    assert len(list(tmp_path.glob("stream-*.flv"))) == 2

@@ -143,7 +143,9 @@ def operate(runner, t) -> None:
     assert runner.control("pause") == (False, "learning is paused already")
     assert runner.control("resume")[0] and not t.learner.paused.is_set()
     assert runner.control("explode") == (False, "unknown control 'explode'; one of: checkpoint, rollback, pause, "
-                                                "resume")
+                                                "resume, stream_reconnect")
+    assert runner.control("stream_reconnect") == (False, "this run does not stream (stream.enabled is false, or "
+                                                         "`dreamstream train`)")
     t.learner.updates = 4
     assert runner.control("checkpoint") == (True, "checkpoint started (evaluating 3 episodes, then saving); "
                                                   "see the events")

@@ -147,3 +147,29 @@ def test_operator_controls_answer_with_the_outcome_and_refuse_cross_site_posts(s
     tokened = TestClient(create_app(DashboardConfig(token="t"), replace(svc, control=control)),
                          base_url="http://127.0.0.1")
     assert tokened.post("/api/control/pause", json={}).status_code == 401
+
+
+def test_health_says_what_needs_a_look_with_503(services) -> None:
+    from dataclasses import replace
+
+    svc, _ = services
+    state = {"run_name": "r", "counters": {}, "stream": {"state": "live", "last_error": ""},
+             "components": {"actor": {"state": "running", "restarts": 0, "last_error": ""}},
+             "chat": {"twitch": {"connected": True}}, "disk": {"free_gb": 80.0, "low": False}, "metrics": {}}
+    client = TestClient(create_app(DashboardConfig(token="s3cret-token-16chars"), replace(svc, status=lambda: state)),
+                        base_url="http://127.0.0.1")
+    auth = {"Authorization": "Bearer s3cret-token-16chars"}
+    assert client.get("/api/health").status_code == 401  # the state of the run is not for anyone
+    ok = client.get("/api/health", headers=auth)
+    assert (ok.status_code, ok.json()) == (200, {"status": "ok", "problems": []})
+    state["stream"] = {"state": "reconnecting", "last_error": "the ingest failed: Connection refused"}
+    state["components"]["twitch-chat"] = {"state": "restarting", "restarts": 3, "last_error": "TwitchError: 401"}
+    state["chat"]["twitch"]["connected"] = False
+    state["disk"] = {"free_gb": 2.5, "low": True}
+    bad = client.get("/api/health", headers=auth)
+    assert bad.status_code == 503 and bad.json()["problems"] == [
+        "stream reconnecting: the ingest failed: Connection refused",
+        "component twitch-chat restarting: TwitchError: 401", "the Twitch chat bot is not connected",
+        "disk low: 2.5 GB free"]
+    assert client.get("/api/status", headers=auth).json()["problems"] == bad.json()["problems"]  # the page's banner
+    assert client.get("/healthz").status_code == 200  # liveness only: the dashboard answers
