@@ -103,6 +103,11 @@ class ChatConfig:
     """Yes votes needed (and a majority) before a chat vote restarts the game."""
     reset_cooldown_s: Annotated[float, Interval(ge=0, le=86_400)] = 300.0
     """Seconds before chat can start another reset vote."""
+    disabled_commands: tuple[str, ...] = ()
+    """Chat commands nobody can use, e.g. [reset, dream] (help, commands, stats, dream, vote, reset, poll, endpoll)."""
+    ignore_users: tuple[str, ...] = ()
+    """Twitch logins whose messages are ignored: other bots, a viewer who abuses the commands. Their commands do
+    nothing and their lines stay off the stream and the dashboard (a Twitch ban or timeout works too)."""
 
     def __post_init__(self) -> None:
         if self.twitch:
@@ -112,16 +117,24 @@ class ChatConfig:
                                                 ("TWITCH_BOT_REFRESH_TOKEN", self.bot_refresh_token)) if not value]
             if missing:
                 raise ValueError(f"chat.twitch = true needs {', '.join(missing)}")
+        from app.chat.core import COMMANDS
+
+        unknown = [c for c in self.disabled_commands if c.lower().lstrip("!") not in COMMANDS]
+        if unknown:
+            raise ValueError(f"chat.disabled_commands: unknown command {unknown[0]!r}; the commands are "
+                             f"{', '.join(COMMANDS)}")
 
     def rules(self):
         """The chat core's rules from these settings."""
-        from app.chat.core import ChatRules
+        from app.chat.core import ChatRules, clean_login
 
         return ChatRules(user_cooldown_s=self.user_cooldown_s, commands_per_s=self.commands_per_s,
                          replies_per_30s=self.replies_per_30s, reply_cooldown_s=self.reply_cooldown_s,
                          dream_cooldown_s=self.dream_cooldown_s,
                          poll_s=self.poll_s, reset_poll_s=self.reset_poll_s, reset_min_votes=self.reset_min_votes,
-                         reset_cooldown_s=self.reset_cooldown_s)
+                         reset_cooldown_s=self.reset_cooldown_s,
+                         disabled=frozenset(c.lower().lstrip("!") for c in self.disabled_commands),
+                         ignored=frozenset(clean_login(u.lstrip("@")) for u in self.ignore_users))
 
 
 @dataclass(frozen=True, kw_only=True)

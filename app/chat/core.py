@@ -27,9 +27,11 @@ from typing import Any
 
 from overlays import Poll
 
-__all__ = ["ChatCore", "ChatRules", "Message", "Reply", "Show", "Steer", "clean_login", "clean_text"]
+__all__ = ["COMMANDS", "ChatCore", "ChatRules", "Message", "Reply", "Show", "Steer", "clean_login", "clean_text"]
 
 MODERATORS = frozenset({"broadcaster", "moderator", "operator"})
+COMMANDS = ("help", "commands", "stats", "dream", "vote", "reset", "poll", "endpoll")
+"""Every chat command (without the prefix); `chat.disabled_commands` names some of them."""
 """Roles allowed to run polls ("operator" is the dashboard's local chat box)."""
 MAX_USERS = 50_000
 """Viewers remembered for cooldowns and votes; the least recently seen are forgotten beyond this."""
@@ -97,6 +99,10 @@ class ChatRules:
     reset_cooldown_s: float = 300.0
     max_chars: int = 500
     show_closed_poll_s: float = 15.0
+    disabled: frozenset[str] = frozenset()
+    """Commands nobody can use (names from COMMANDS)."""
+    ignored: frozenset[str] = frozenset()
+    """Logins whose messages are ignored: no command, no line on the stream or the dashboard."""
 
 
 def clean_text(text: str, limit: int) -> str:
@@ -146,15 +152,23 @@ class ChatCore:
         self._reset_at = -float("inf")
         self.dropped = 0
         """Commands dropped by a rate limit (cooldown, global rate or reply budget)."""
-        self._commands: dict[str, Callable[[Message, list[str], float], list[Effect]]] = {
+        commands: dict[str, Callable[[Message, list[str], float], list[Effect]]] = {
             "help": self._help, "commands": self._help, "stats": self._stats, "dream": self._dream,
             "vote": self._vote, "reset": self._reset, "poll": self._start_poll, "endpoll": self._end_poll,
         }
+        assert tuple(commands) == COMMANDS
+        self._commands = {name: f for name, f in commands.items() if name not in rules.disabled}
 
     # -- entry points ------------------------------------------------------------------------------------
 
+    def ignores(self, message: Message) -> bool:
+        """Whether the message comes from an ignored login (`chat.ignore_users`)."""
+        return clean_login(message.login) in self.rules.ignored
+
     def handle(self, message: Message, now: float) -> list[Effect]:
         """Return the effects of one chat message (an empty list for anything that is not a valid command)."""
+        if self.ignores(message):
+            return []
         text = clean_text(message.text, self.rules.max_chars)
         mention = _MENTION.match(text)
         if mention is not None:  # "@dreambot !vote 1", a reply in a thread: the command after the mention counts
@@ -233,11 +247,16 @@ class ChatCore:
 
     def _help(self, message: Message, args: list[str], now: float) -> list[Effect]:
         p = self.rules.prefix
-        text = (f"{p}stats: how training goes · {p}dream: show what the agent imagines now · {p}vote N: vote in "
-                f"the poll · {p}reset: start a vote to restart the game")
+        parts = [(name, f"{p}{name}{usage}") for name, usage in (
+            ("stats", ": how training goes"), ("dream", ": show what the agent imagines now"),
+            ("vote", " N: vote in the poll"), ("reset", ": start a vote to restart the game"))]
+        text = " · ".join(line for name, line in parts if name in self._commands)
         if message.roles & MODERATORS:
-            text += f" · mods: {p}poll [seconds] question | option | option ..., {p}endpoll"
-        return [Reply(text, message.message_id)]
+            mods = [line for name, line in (("poll", f"{p}poll [seconds] question | option | option ..."),
+                                            ("endpoll", f"{p}endpoll")) if name in self._commands]
+            if mods:
+                text += " · mods: " + ", ".join(mods)
+        return [Reply(text or "no commands are on", message.message_id)]
 
     def _stats(self, message: Message, args: list[str], now: float) -> list[Effect]:
         s = self.stats()

@@ -57,6 +57,8 @@ class ChatHub:
     def submit_checked(self, message: Message, source: str) -> tuple[list[Reply], bool]:
         """`submit`, and whether rate limits dropped this message or a reply to it (counted under the lock: the
         shared counter also moves with every other viewer's dropped messages)."""
+        if self.core.ignores(message):  # chat.ignore_users: not a command, not a line on the stream
+            return [], False
         try:
             with self._lock:
                 dropped = self.core.dropped

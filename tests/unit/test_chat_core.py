@@ -242,3 +242,38 @@ def test_chat_settings_reach_the_rules() -> None:
               "reset_cooldown_s": 29.0}
     rules = ChatConfig(**values).rules()
     assert {k: getattr(rules, k) for k in values} == values
+
+
+def test_disabled_commands_do_nothing_and_leave_help() -> None:
+    from dataclasses import replace
+
+    core = ChatCore(replace(RULES, disabled=frozenset({"reset", "poll"})))
+    assert core.handle(msg("!reset", user="1"), 0) == [] and core.poll is None
+    assert core.handle(msg("!poll 30 Q? | a | b", user="m", roles=frozenset({"moderator"})), 0) == []
+    assert core.poll is None and core.dropped == 0  # not a rate limit: the command is off
+    (help_reply,) = replies(core.handle(msg("!help", user="m", roles=frozenset({"moderator"})), 5))
+    assert "!reset" not in help_reply and "!poll" not in help_reply and "!endpoll" in help_reply
+    assert "!stats" in help_reply and "!vote N" in help_reply
+
+
+def test_ignored_users_are_not_heard_and_stay_off_the_stream() -> None:
+    from dataclasses import replace
+
+    from app.settings import ChatConfig
+
+    rules = ChatConfig(ignore_users=("@NightBot",), disabled_commands=("!dream",)).rules()
+    assert rules.ignored == frozenset({"nightbot"}) and rules.disabled == frozenset({"dream"})
+    hub = ChatHub(ChatCore(replace(RULES, ignored=rules.ignored)), on_steer=lambda _: None, clock=lambda: 0.0)
+    assert hub.submit(msg("!stats", user="9", login="Nightbot"), "twitch") == []
+    assert hub.history(after=0) == [] and hub.lines() == []
+    assert hub.submit(msg("!stats", user="1", login="alice"), "twitch")  # everyone else is heard
+
+
+def test_an_unknown_disabled_command_is_a_config_error() -> None:
+    import pytest
+
+    from app.config import resolve
+    from app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="chat.disabled_commands: unknown command 'rset'; the commands are help"):
+        resolve(overrides=[("chat.disabled_commands", ["rset"])], environ={})
