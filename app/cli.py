@@ -65,6 +65,10 @@ EXAMPLES = {
         examples:
           dreamstream db upgrade --logdir runs/default      # migrate that run's SQLite database
           dreamstream db upgrade --database /data/dreamstream.db""",
+    "history": """\
+        examples:
+          dreamstream history --logdir runs/chess > history.csv          # every match, oldest first
+          dreamstream history --logdir runs/chess --mode eval --format jsonl --out evals.jsonl""",
     "config": """\
         examples:
           dreamstream config show --configs crafter tiny --trainer.batch_size 4
@@ -129,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     where = up.add_mutually_exclusive_group(required=True)
     where.add_argument("--logdir", type=Path, help="run directory whose database to migrate")
     where.add_argument("--database", type=Path, help="path of an SQLite file to migrate")
+    hi = add("history", "Export the match history (every episode of a run dir's database) as CSV or JSON lines.")
+    hi.add_argument("--logdir", type=Path, required=True, help="the run directory (it may be running)")
+    hi.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    hi.add_argument("--mode", choices=("train", "eval"), default=None, help="only training or evaluation episodes")
+    hi.add_argument("--out", type=Path, default=None, help="write to this file (default: standard output)")
     cf = add("config", "Show the resolved config or every key.")
     cf_sub = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = cf_sub.add_parser("show", help="print the resolved config (secrets as ***)", formatter_class=formatter,
@@ -357,6 +366,27 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from app.history import as_csv, as_jsonl
+    from app.storage import history_rows, open_database
+
+    path = RunDir(args.logdir).database_path(_saved_database(args.logdir))
+    if not path.is_file():
+        raise ConfigError(f"--logdir {args.logdir}: no database at {path} (no episode was played there yet?)")
+    engine, sessions = open_database(path)
+    out = open(args.out, "w", newline="") if args.out is not None else sys.stdout  # noqa: SIM115
+    try:
+        with sessions() as session:
+            chunks = (as_csv if args.format == "csv" else as_jsonl)(history_rows(session, mode=args.mode))
+            for chunk in chunks:
+                out.write(chunk)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        engine.dispose()
+    return 0
+
+
 def _saved_database(logdir: Path) -> str:
     rundir = RunDir(logdir)
     if not rundir.config_path.exists():
@@ -427,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_db(args)
         if args.command == "config":
             return _cmd_config(args, overrides)
+        if args.command == "history":
+            return _cmd_history(args)
         if args.command == "envs":
             return _cmd_envs()
         if args.command == "render-overlay":

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,8 +27,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
 from app.chat import ChatHub, Message
+from app.history import as_csv
 from app.settings import DashboardConfig
-from app.storage import recent_episodes, recent_events
+from app.storage import history_rows, recent_episodes, recent_events
 
 __all__ = ["DashboardServices", "create_app", "health_problems"]
 
@@ -156,14 +157,31 @@ def _status_router(services: DashboardServices) -> APIRouter:
         return {"status": "degraded" if problems else "ok", "problems": problems}
 
     @router.get("/episodes")
-    def episodes(limit: int = 20) -> list[dict[str, Any]]:
+    def episodes(limit: int = 20, before_id: int | None = None,
+                 mode: Literal["train", "eval"] | None = None) -> list[dict[str, Any]]:
+        """The run's episodes, newest first; page back with `before_id` (the last id of the previous page)."""
         if services.sessions is None or services.run_id is None:
             return []
         with services.sessions() as session:
             return [{"id": e.id, "env_id": e.env_id, "mode": e.mode, "score": e.score, "length": e.length,
                      "result": e.result, "opponent": e.opponent, "env_step": e.env_step,
                      "ended_at": e.ended_at.isoformat(), "details": e.details}
-                    for e in recent_episodes(session, services.run_id, min(max(limit, 1), 500))]
+                    for e in recent_episodes(session, services.run_id, min(max(limit, 1), 500), before_id=before_id,
+                                             mode=mode)]
+
+    @router.get("/history.csv")
+    def history(mode: Literal["train", "eval"] | None = None) -> Response:
+        """Every episode in the database as CSV (streamed: a weeks-long run has hundreds of thousands)."""
+        if services.sessions is None:
+            raise HTTPException(status_code=404, detail="no database")
+        sessions = services.sessions
+
+        def lines():
+            with sessions() as session:
+                yield from as_csv(history_rows(session, mode=mode))
+
+        return StreamingResponse(lines(), media_type="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="dreamstream-history.csv"', "Cache-Control": "no-store"})
 
     @router.get("/events")
     def events(limit: int = 20) -> list[dict[str, Any]]:

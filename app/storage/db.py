@@ -23,11 +23,13 @@ from app.errors import StorageError
 from app.storage.models import Episode, Event, Run
 
 __all__ = [
+    "HISTORY_COLUMNS",
     "add_episode",
     "add_event",
     "current_revision",
     "ensure_run",
     "head_revision",
+    "history_rows",
     "open_database",
     "recent_episodes",
     "recent_events",
@@ -161,9 +163,42 @@ def add_event(session: Session, run_id: int, kind: str, message: str = "", env_s
     return ev
 
 
-def recent_episodes(session: Session, run_id: int, limit: int = 20) -> list[Episode]:
-    return list(session.scalars(select(Episode).where(Episode.run_id == run_id)
-                                .order_by(Episode.id.desc()).limit(limit)))
+def recent_episodes(session: Session, run_id: int, limit: int = 20, *, before_id: int | None = None,
+                    mode: str | None = None) -> list[Episode]:
+    """The run's episodes newest first; `before_id` pages back (ids below it), `mode` keeps 'train' or 'eval'."""
+    query = select(Episode).where(Episode.run_id == run_id)
+    if before_id is not None:
+        query = query.where(Episode.id < before_id)
+    if mode is not None:
+        query = query.where(Episode.mode == mode)
+    return list(session.scalars(query.order_by(Episode.id.desc()).limit(limit)))
+
+
+HISTORY_COLUMNS = ("id", "run", "ended_at", "mode", "env_id", "opponent", "result", "score", "length", "env_step",
+                   "checkpoint", "details")
+"""The columns of an exported match history (`details`: the game's extras as JSON, e.g. a chess game's PGN)."""
+
+
+def history_rows(session: Session, *, mode: str | None = None, batch: int = 1000):
+    """Yield every episode of every run in the database, oldest first, as plain dicts with HISTORY_COLUMNS
+    (read in batches: a weeks-long run has hundreds of thousands)."""
+    runs = {run.id: run.name for run in session.scalars(select(Run))}
+    last = 0
+    while True:
+        query = select(Episode).where(Episode.id > last)
+        if mode is not None:
+            query = query.where(Episode.mode == mode)
+        page = list(session.scalars(query.order_by(Episode.id).limit(batch)))
+        if not page:
+            return
+        for e in page:
+            details = dict(e.details or {})
+            yield {"id": e.id, "run": runs.get(e.run_id, ""), "ended_at": e.ended_at.isoformat(), "mode": e.mode,
+                   "env_id": e.env_id, "opponent": e.opponent, "result": e.result, "score": e.score,
+                   "length": e.length, "env_step": e.env_step, "checkpoint": details.pop("checkpoint", None),
+                   "details": details}
+        last = page[-1].id
+        session.expunge_all()
 
 
 def recent_events(session: Session, run_id: int, limit: int = 20) -> list[Event]:

@@ -45,7 +45,7 @@ def test_version(capsys) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["train"], ["eval"], ["db", "upgrade"], ["config", "show"],
-                                     ["envs"], ["render-overlay"], ["stream", "test"]])
+                                     ["envs"], ["render-overlay"], ["stream", "test"], ["history"]])
 def test_help_everywhere_with_examples(command, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -229,3 +229,37 @@ def test_a_saved_config_from_another_version_is_upgraded_not_refused(tmp_path) -
     _, rundir, changes = prepare_run([], [], logdir, {})  # once rewritten, nothing more to say
     rundir.unlock()
     assert changes == []
+
+
+def test_history_exports_every_match_as_csv_or_json_lines(tmp_path, capsys) -> None:
+    import csv
+    import io
+    import json
+
+    from app.cli import prepare_run
+    from app.storage import ensure_run, open_database, record_episode, upgrade
+
+    logdir = tmp_path / "run"
+    cfg, rundir, _ = prepare_run([], [("env.id", "chess")], logdir, {})
+    engine, sessions = open_database(rundir.database_path(cfg.storage.database))
+    upgrade(engine)
+    with sessions.begin() as session:
+        run_id = ensure_run(session, "run", "chess", "DreamerV3").id
+        for i in range(1203):  # more than one read batch
+            record_episode(session, run_id, env_id="chess", env_step=10 * i, mode="eval" if i % 3 == 0 else "train",
+                           checkpoint=7 if i % 3 == 0 else None,
+                           episode={"return": 1.0, "length": 40, "result": "win", "opponent": "random",
+                                    "pgn": f'1. e4 e5 {{"game {i}", a, b}}'})
+    engine.dispose()  # the run keeps its lock: export reads the database beside it
+    assert main(["history", "--logdir", str(logdir)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1203 and [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+    assert rows[0]["run"] == "run" and rows[0]["opponent"] == "random" and rows[0]["checkpoint"] == "7"
+    assert json.loads(rows[5]["details"]) == {"pgn": '1. e4 e5 {"game 5", a, b}'}  # quotes and commas survive
+    out = tmp_path / "evals.jsonl"
+    assert main(["history", "--logdir", str(logdir), "--mode", "eval", "--format", "jsonl", "--out", str(out)]) == 0
+    evals = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(evals) == 401 and {e["mode"] for e in evals} == {"eval"} and evals[0]["env_step"] == 0
+    rundir.unlock()
+    assert main(["history", "--logdir", str(tmp_path / "none")]) == 2
+    assert "no such run dir" in capsys.readouterr().err

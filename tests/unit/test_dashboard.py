@@ -173,3 +173,26 @@ def test_health_says_what_needs_a_look_with_503(services) -> None:
         "disk low: 2.5 GB free"]
     assert client.get("/api/status", headers=auth).json()["problems"] == bad.json()["problems"]  # the page's banner
     assert client.get("/healthz").status_code == 200  # liveness only: the dashboard answers
+
+
+def test_episodes_page_back_by_id_and_mode_and_the_history_downloads_as_csv(services) -> None:
+    import csv
+    import io
+
+    svc, _ = services
+    with svc.sessions.begin() as session:
+        for i in range(30):
+            add_episode(session, svc.run_id, env_id="crafter", score=float(i), length=5, env_step=100 + i,
+                        mode="eval" if i % 2 else "train")
+    client = TestClient(create_app(DashboardConfig(), svc), base_url="http://127.0.0.1")
+    first = client.get("/api/episodes?limit=10").json()
+    second = client.get(f"/api/episodes?limit=10&before_id={first[-1]['id']}").json()
+    assert [e["score"] for e in first + second] == [float(i) for i in range(29, 9, -1)]
+    evals = client.get("/api/episodes?limit=500&mode=eval").json()
+    assert len(evals) == 15 and {e["mode"] for e in evals} == {"eval"}
+    assert client.get("/api/episodes?mode=nonsense").status_code == 422
+    got = client.get("/api/history.csv")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(got.text)))
+    assert len(rows) == 31 and rows[0]["score"] == "3.0" and rows[-1]["score"] == "29.0"  # the fixture's first
+    assert len(list(csv.DictReader(io.StringIO(client.get("/api/history.csv?mode=eval").text)))) == 15
