@@ -51,7 +51,7 @@ from app.obs_mode import ObsMode
 from app.rating import LADDER, next_opponent, rung_of
 from app.rundir import RunDir, atomic_write_text
 from app.scheduler import ClockWatch, build_scheduler, declare_jobs, run_jobs_now
-from app.storage import add_event, ensure_run, open_database, record_episode, upgrade
+from app.storage import add_event, ensure_run, open_database, prune_details, record_episode, upgrade
 from app.supervisor import Supervisor
 from app.training import Training
 from overlays import ChatLine, Layout, Poll, compose, fallback_frame
@@ -66,6 +66,8 @@ STALE_FRAME_S = 10.0
 """A game frame older than this means the actor is restarting: the overlay says so."""
 FLASH_S = 20.0
 """How long a one-off notice (a rollback, a pause) stays on the broadcast frame."""
+HISTORY_PRUNE_EVERY_S = 3600.0
+"""How often the disk job empties old training episodes' details (storage.keep_train_details_days)."""
 CONTROLS = ("checkpoint", "rollback", "pause", "resume", "stream_reconnect")
 """What the operator can ask of the running app (the dashboard's buttons)."""
 
@@ -144,6 +146,7 @@ class Runner:
         """RunCurves.version last written to metrics/curves.json."""
         self.notice = ""
         self.disk: dict[str, Any] = {}
+        self._history_pruned_at = -float("inf")
         """The run dir's disk: free_gb, total_gb, low (below storage.min_free_gb); see check_disk."""
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
@@ -275,6 +278,32 @@ class Runner:
             except OSError as exc:
                 log.warning("could not prune the recordings in %s: %s", folder, exc)
         self.check_disk()
+        if time.monotonic() - self._history_pruned_at >= HISTORY_PRUNE_EVERY_S:
+            self._history_pruned_at = time.monotonic()
+            self.prune_history()
+
+    def prune_history(self) -> int:
+        """Empty the details of training episodes older than storage.keep_train_details_days (in short batches);
+        return how many. A failure is logged: the next hour tries again."""
+        days = self.cfg.storage.keep_train_details_days
+        if not days:
+            return 0
+        from datetime import UTC, datetime, timedelta
+
+        cutoff, total = datetime.now(UTC) - timedelta(days=days), 0
+        try:
+            while not self.stop_event.is_set():
+                with self.sessions.begin() as session:
+                    done = prune_details(session, cutoff)
+                total += done
+                if done == 0:
+                    break
+        except Exception:
+            log.exception("could not prune old episode details from the database")
+        if total:
+            log.info("emptied the details of %d training episodes older than %g days (storage."
+                     "keep_train_details_days)", total, days)
+        return total
 
     def check_disk(self) -> dict[str, Any]:
         """Measure the run dir's disk; warn once (log and event) when its free space falls below

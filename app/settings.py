@@ -175,6 +175,10 @@ class StorageConfig:
     shared by several run dirs: each run is then its own row, named by its run dir's full path)."""
     metrics_tensorboard: bool = True
     """Also write metrics as TensorBoard event files (metrics.jsonl is always written)."""
+    keep_train_details_days: Annotated[float, Interval(ge=0)] = 14.0
+    """Training episodes' details (a chess game's PGN, Crafter's achievements) older than this many days are
+    emptied by an hourly job; their score, result, opponent and length stay, and evaluation games keep theirs (0:
+    keep everything). A chess run stores ~2.5 KB per game, 1-2.5 GB in four weeks without it."""
     min_free_gb: Annotated[float, Interval(ge=0)] = 5.0
     """Warn (log, event, dashboard) when the run dir's disk has less free space than this, checked every minute:
     checkpoints, replay chunks and recordings would soon fail to be written (0: never warn)."""

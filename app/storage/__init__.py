@@ -9,6 +9,7 @@ from app.storage.db import (
     head_revision,
     history_rows,
     open_database,
+    prune_details,
     recent_episodes,
     recent_events,
     record_episode,
@@ -17,5 +18,5 @@ from app.storage.db import (
 from app.storage.models import Base, Episode, Event, Run
 
 __all__ = ["HISTORY_COLUMNS", "Base", "Episode", "Event", "Run", "add_episode", "add_event", "current_revision",
-           "ensure_run", "head_revision", "history_rows", "open_database", "recent_episodes", "recent_events",
-           "record_episode", "upgrade"]
+           "ensure_run", "head_revision", "history_rows", "open_database", "prune_details", "recent_episodes",
+           "recent_events", "record_episode", "upgrade"]

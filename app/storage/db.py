@@ -6,6 +6,7 @@ Sessions are opened at the edge (`with sessions.begin() as session:`) and passed
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError as AlembicError
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, String, cast, create_engine, event, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -31,6 +32,7 @@ __all__ = [
     "head_revision",
     "history_rows",
     "open_database",
+    "prune_details",
     "recent_episodes",
     "recent_events",
     "record_episode",
@@ -172,6 +174,18 @@ def recent_episodes(session: Session, run_id: int, limit: int = 20, *, before_id
     if mode is not None:
         query = query.where(Episode.mode == mode)
     return list(session.scalars(query.order_by(Episode.id.desc()).limit(limit)))
+
+
+def prune_details(session: Session, older_than: datetime, *, mode: str = "train", batch: int = 2000) -> int:
+    """Empty the `details` (a chess game's PGN, achievements) of `mode` episodes that ended before `older_than`;
+    their score, result, opponent and length stay. At most `batch` rows per call (short write transactions beside
+    a running app); returns how many were emptied. SQLite reuses the freed pages, so the file stops growing."""
+    ids = list(session.scalars(select(Episode.id).where(Episode.mode == mode, Episode.ended_at < older_than,
+                                                        func.length(cast(Episode.details, String)) > 2)
+                               .order_by(Episode.id).limit(batch)))
+    if ids:
+        session.execute(update(Episode).where(Episode.id.in_(ids)).values(details={}))
+    return len(ids)
 
 
 HISTORY_COLUMNS = ("id", "run", "ended_at", "mode", "env_id", "opponent", "result", "score", "length", "env_step",

@@ -402,3 +402,28 @@ def test_the_huds_update_rate_is_measured_so_it_falls_to_zero_when_updates_stop(
     r._last_report = (time.monotonic() - 10.0, r.counters.env_step, learner.updates)
     r.report_status()
     assert r._overlay_state().hud["updates / s"] == 0.0  # ...the HUD does not
+
+
+def test_the_disk_job_empties_old_training_details_hourly(open_runner, caplog) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.storage import Episode, add_episode
+
+    caplog.set_level("INFO")
+    r = open_runner(["tiny", "catch"], [("storage.keep_train_details_days", 7)])
+    with r.sessions.begin() as session:
+        for days in (30, 8, 6):
+            ep = add_episode(session, r.run_id, env_id="catch", score=1.0, length=9, env_step=days,
+                             details={"pgn": "x" * 100})
+            ep.ended_at = datetime.now(UTC) - timedelta(days=days)
+    r.prune_disk()
+    with r.sessions() as session:
+        kept = {e.env_step: e.details for e in session.query(Episode)}
+    assert kept == {30: {}, 8: {}, 6: {"pgn": "x" * 100}}
+    assert "emptied the details of 2 training episodes older than 7 days" in caplog.text
+    with r.sessions.begin() as session:
+        session.query(Episode).filter(Episode.env_step == 6).one().ended_at -= timedelta(days=5)
+    r.prune_disk()  # within the hour: not again
+    with r.sessions() as session:
+        assert session.query(Episode).filter(Episode.env_step == 6).one().details == {"pgn": "x" * 100}
+    assert r.prune_history() == 1  # (the job's own call, when the hour is up)

@@ -100,3 +100,31 @@ def test_a_database_of_a_newer_version_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(StorageError, match="9999_from_the_future.*newer DreamStream version"):
         upgrade(engine)
     engine.dispose()
+
+
+def test_old_training_details_are_emptied_and_evaluation_games_keep_theirs(tmp_path) -> None:
+    from datetime import timedelta
+
+    from app.storage import Episode, add_episode, ensure_run, open_database, prune_details, upgrade
+
+    engine, sessions = open_database(tmp_path / "d.db")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        run_id = ensure_run(session, "r", "chess", "DreamerV3").id
+        for i in range(50):
+            for mode in ("train", "eval"):
+                ep = add_episode(session, run_id, env_id="chess", score=1.0, length=40, env_step=i, mode=mode,
+                                 result="win", opponent="random", details={"pgn": "1. e4 e5 " * 50})
+                ep.ended_at = now - timedelta(days=30 if i < 30 else 1)
+    with sessions.begin() as session:
+        assert prune_details(session, now - timedelta(days=14), batch=20) == 20  # in short batches
+    with sessions.begin() as session:
+        assert prune_details(session, now - timedelta(days=14), batch=20) == 10
+        assert prune_details(session, now - timedelta(days=14), batch=20) == 0
+    with sessions() as session:
+        rows = [(e.mode, e.env_step, e.details, e.result, e.score) for e in session.query(Episode)]
+    emptied = [(mode, step) for mode, step, details, _, _ in rows if details == {}]
+    assert sorted(emptied) == [("train", i) for i in range(30)]  # old training games only
+    assert all(result == "win" and score == 1.0 for _, _, _, result, score in rows)  # the match history stays
+    engine.dispose()
