@@ -344,7 +344,9 @@ class Training:
         if step is not None and step not in self.checkpointer.steps():
             raise TrainerError(f"there is no checkpoint {step}; kept: {self.checkpointer.steps()}")
         # Across processes as host arrays: process 0 reads the checkpoint alone, then sends it to every process.
-        template = self.agent.host_state() if self.agent.multiprocess else self.agent.state
+        # In one process, into host memory too (a template of shapes placed on the CPU): restored onto a GPU, it
+        # sat there beside the live state and an update in flight, three train states at once.
+        template = self.agent.host_state() if self.agent.multiprocess else self.agent.host_template()
         with self._save_lock:
             restored = self.checkpointer.restore(template, {"updates": 0, "env_step": 0}, steps=candidates)
         if restored is None:
@@ -398,4 +400,5 @@ class Training:
             "paused": self.learner.paused.is_set(),
             "checkpoint": self.checkpoint_step,
             "checkpoint_age_s": round(time.monotonic() - self.checkpoint_at, 0) if self.checkpoint_at else None,
+            "device_memory": self.agent.device_memory(),
         }

@@ -106,6 +106,24 @@ class DreamerAgent:
         """Parameters this process can compute with alone: across processes, a host copy of the replicas."""
         return jax.device_get(params) if self.multiprocess else params
 
+    @staticmethod
+    def device_memory() -> dict[str, float] | None:
+        """GB in use and at peak on the first local device, or None where JAX does not report it (a CPU)."""
+        stats = jax.local_devices()[0].memory_stats()
+        if not stats or "bytes_in_use" not in stats:
+            return None
+        out = {"in_use_gb": round(stats["bytes_in_use"] / 1e9, 2),
+               "peak_gb": round(stats.get("peak_bytes_in_use", stats["bytes_in_use"]) / 1e9, 2)}
+        if stats.get("bytes_limit"):
+            out["limit_gb"] = round(stats["bytes_limit"] / 1e9, 2)
+        return out
+
+    def host_template(self) -> Any:
+        """The train state's shapes and dtypes placed on the host's CPU device, without copying anything: a
+        checkpoint restored against it lands in host memory, not beside the live state on a GPU."""
+        cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), self.state)
+
     def host_state(self) -> TrainState:
         """The train state as host arrays (what process 0 checkpoints when training spans processes)."""
         return jax.device_get(self.state)

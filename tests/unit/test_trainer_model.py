@@ -327,3 +327,25 @@ def test_compute_dtype_auto_is_bfloat16_on_a_gpu_and_float32_on_a_cpu(monkeypatc
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert compute_dtype(auto) == "bfloat16"
     assert compute_dtype(dataclasses.replace(TINY, compute_dtype="float32")) == "float32"  # asked for: kept
+
+
+def test_device_memory_is_reported_where_jax_measures_it(monkeypatch) -> None:
+    from trainer.agent import DreamerAgent
+
+    assert DreamerAgent.device_memory() is None  # a CPU: JAX reports nothing
+
+    class Gpu:
+        def memory_stats(self):
+            return {"bytes_in_use": 7_250_000_000, "peak_bytes_in_use": 9_100_000_000, "bytes_limit": 24e9}
+
+    monkeypatch.setattr(jax, "local_devices", lambda: [Gpu()])
+    assert DreamerAgent.device_memory() == {"in_use_gb": 7.25, "peak_gb": 9.1, "limit_gb": 24.0}
+
+
+def test_the_host_template_describes_the_state_on_the_cpu_without_copying_it() -> None:
+    agent = tiny_agent(ColourMatch())
+    template = agent.host_template()
+    leaves, state_leaves = jax.tree.leaves(template), jax.tree.leaves(agent.state)
+    assert len(leaves) == len(state_leaves) and all(isinstance(t, jax.ShapeDtypeStruct) for t in leaves)
+    assert all((t.shape, t.dtype) == (x.shape, x.dtype) for t, x in zip(leaves, state_leaves, strict=True))
+    assert {d.platform for t in leaves for d in t.sharding.device_set} == {"cpu"}
