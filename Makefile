@@ -6,11 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # JAX's CUDA build (the `cuda` extra): `auto` installs it when an NVIDIA GPU answers `nvidia-smi -L`; 1 always, 0 never.
+# Recursive (=): nvidia-smi runs only when the setup recipe needs the answer, with a time limit.
 CUDA ?= auto
 comma := ,
-WITH_CUDA := $(if $(filter 1,$(CUDA)),1,$(if $(filter auto,$(CUDA)),$(shell nvidia-smi -L >/dev/null 2>&1 && echo 1),))
-EXTRAS := dev$(if $(WITH_CUDA),$(comma)cuda,)
-STAMP := $(VENV)/.dreamstream-installed-$(subst $(comma),-,$(EXTRAS))
+WITH_CUDA = $(if $(filter 1,$(CUDA)),1,$(if $(filter auto,$(CUDA)),$(shell timeout 10 nvidia-smi -L >/dev/null 2>&1 && echo 1),))
+EXTRAS = dev$(if $(WITH_CUDA),$(comma)cuda,)
+# Holds the extras installed; setup installs again when pyproject.toml is newer or other extras are asked for (with
+# CUDA=auto, a CUDA install stays good while nvidia-smi fails for a while, e.g. during a driver upgrade).
+STAMP := $(VENV)/.dreamstream-installed
 LOGDIR ?= runs/default
 ARGS ?=
 PYTEST_ARGS ?=
@@ -45,18 +48,19 @@ system-packages:
 	$$SUDO apt-get update -q && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing
 
-python-packages: $(STAMP)
-
-$(STAMP): pyproject.toml
-	@if [ ! -x $(BIN)/python ]; then echo "setup: creating $(VENV) with $$($(PYTHON) --version)"; \
-	  $(PYTHON) -m venv $(VENV); fi
-	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "setup: DreamStream needs Python >= 3.11; set PYTHON=python3.11"; exit 1; }
-	@echo "setup: installing dreamstream[$(EXTRAS)] into $(VENV) (first time: a few minutes)"
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
-	@touch $(STAMP)
-	@echo "setup: python environment ready"
+python-packages:
+	@extras='$(EXTRAS)'; have="$$(cat $(STAMP) 2>/dev/null)"; \
+	if [ -x $(BIN)/python ] && [ $(STAMP) -nt pyproject.toml ] && { [ "$$have" = "$$extras" ] || \
+	     { [ "$(CUDA)" = auto ] && [ "$$have" = "dev,cuda" ]; }; }; then \
+	  echo "setup: python environment present (dreamstream[$$have])"; exit 0; fi; \
+	if [ ! -x $(BIN)/python ]; then echo "setup: creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv $(VENV) || exit 1; fi; \
+	$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "setup: DreamStream needs Python >= 3.11; set PYTHON=python3.11"; exit 1; }; \
+	echo "setup: installing dreamstream[$$extras] into $(VENV) (first time: a few minutes)"; \
+	$(BIN)/python -m pip install -q --upgrade pip && \
+	$(BIN)/python -m pip install -q -e ".[$$extras]" && \
+	echo "$$extras" > $(STAMP) && echo "setup: python environment ready"
 
 run: setup
 	$(BIN)/dreamstream run --logdir $(LOGDIR) $(ARGS)

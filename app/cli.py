@@ -200,15 +200,15 @@ def prepare_run(names: Sequence[str], overrides: Sequence[tuple[str, Any]], logd
         session = session_only_keys()
         changes = [line + (" (this session only)" if line.split(":", 1)[0] in session else "")
                    for line in changed_keys(saved, cfg)]
-        if notes and save:
-            kept = rundir.config_path.with_name(f"config.yaml.before-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.copy2(rundir.config_path, kept)
-            notes.append(f"the file as it was is kept as {kept.name}")
-        changes += [f"{SAVED_CONFIG_NOTE}{note}" for note in notes]
     else:
-        cfg = resolve(names, overrides, environ=environ)
+        cfg, notes = resolve(names, overrides, environ=environ), []
     rundir.create()
     rundir.lock()
+    if notes and save:  # (after the lock: a refused second start must leave nothing behind)
+        kept = rundir.config_path.with_name(f"config.yaml.before-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.copy2(rundir.config_path, kept)
+        notes.append(f"the file as it was is kept as {kept.name}")
+    changes += [f"{SAVED_CONFIG_NOTE}{note}" for note in notes]
     if save or not rundir.config_path.exists():
         header = f"# Resolved DreamStream config (secrets left out). dreamstream {__version__}\n"
         atomic_write_text(rundir.config_path,
@@ -237,7 +237,8 @@ def _read_saved(path: Path) -> tuple[dict[str, Any], list[str]]:
     return flat, notes
 
 
-_PLACEHOLDER_SECRETS = {env: "saved-config-placeholder" for env in secret_envs().values()}
+_PLACEHOLDER = "saved-config-placeholder"
+_PLACEHOLDER_SECRETS = {env: _PLACEHOLDER for env in secret_envs().values()}
 
 
 def _install_signal_handlers(runner) -> None:
@@ -250,8 +251,9 @@ def _install_signal_handlers(runner) -> None:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     # A closed terminal or SSH session (a foreground `make run`): stop cleanly too, with the last checkpoint and
-    # state saved, instead of the default of dying at once.
-    signal.signal(signal.SIGHUP, handle)
+    # state saved, instead of the default of dying at once. Under `nohup` (SIGHUP ignored) it keeps running.
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, handle)
 
 
 def _cmd_run(args: argparse.Namespace, overrides: list[tuple[str, Any]], mode: str) -> int:
@@ -408,17 +410,24 @@ def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> i
         for key, type_text, default, doc in describe():
             print(f"{key}: {type_text} = {default}\n    {doc}")
         return 0
-    base = None
+    base, environ = None, _environ(args.env_file)
     if args.logdir is not None:
         path = RunDir(args.logdir).config_path
         if path.exists():
             base, notes = _read_saved(path)  # read only: a running app keeps its lock
             for note in notes:
                 print(f"{SAVED_CONFIG_NOTE}{note}", file=sys.stderr)
+            # A run dir made for Twitch is shown also where its secrets are not set (shown as not set).
+            environ = {**_PLACEHOLDER_SECRETS, **environ}
         else:
             print(f"no run in {args.logdir} yet: this is the config a new run there would get", file=sys.stderr)
-    cfg = resolve(args.configs, overrides, environ=_environ(args.env_file), base=base)
-    print(yaml.safe_dump(to_dict(cfg, secrets="mask"), sort_keys=False), end="")
+    cfg = resolve(args.configs, overrides, environ=environ, base=base)
+    shown = to_dict(cfg, secrets="mask")
+    for key in secret_envs():
+        section, name = key.split(".", 1)
+        if getattr(getattr(cfg, section), name) == _PLACEHOLDER:
+            shown[section][name] = "(not set here)"
+    print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 

@@ -210,18 +210,24 @@ def upgrade_saved(saved: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     keys are moved, and keys this version does not know (removed, or from a newer version) are dropped. Secrets
     and session-only keys are dropped silently (never saved by this version; an older one kept the latter)."""
     keys, secrets, session = valid_keys(), secret_envs(), session_only_keys()
+    sections = {k.split(".", 1)[0] for k in keys}
+    given = _flatten(saved)
     flat: dict[str, Any] = {}
     notes: list[str] = []
-    for key, value in _flatten(saved).items():
-        if value == {}:
-            continue  # an empty section
+    for key, value in given.items():
+        if value == {} or (value is None and key in sections):
+            continue  # an empty section (`storage:` reads as null)
         if key in RENAMED_KEYS:
-            notes.append(f"{key} is now {RENAMED_KEYS[key]}")
-            key = RENAMED_KEYS[key]
+            new = RENAMED_KEYS[key]
+            if new in given:  # both names: the new one is the newer value
+                notes.append(f"{key} was renamed {new}, which is set too; {key} = {_show(value)} dropped")
+                continue
+            notes.append(f"{key} is now {new}")
+            key = new
         if key in secrets or key in session:
             continue
         if key not in keys:
-            notes.append(f"{key} = {_show(value)} is not a key of this version; dropped")
+            notes.append(f"{key} = {_show(value)} is not a key of this version; dropped{_suggest(key, keys)}")
             continue
         flat[key] = value
     return flat, notes

@@ -756,14 +756,14 @@ class Runner:
         """An operator's request from the dashboard: (done or started, what happened, in words)."""
         if action not in CONTROLS:
             return False, f"unknown control {action!r}; one of: {', '.join(CONTROLS)}"
-        if self._scheduler is None or self.stop_event.is_set():
-            return False, "the app is stopping" if self.stop_event.is_set() else "the app is still starting"
-        if action == "stream_reconnect":
+        if action == "stream_reconnect" and not self.stop_event.is_set():  # also while the agent compiles
             if self.broadcaster is None:
                 return False, "this run does not stream (stream.enabled is false, or `dreamstream train`)"
             message = self.broadcaster.reconnect_now()
             self._record_event("stream_reconnect", f"asked by the operator: {message}")
             return True, message
+        if self._scheduler is None or self.stop_event.is_set():
+            return False, "the app is stopping" if self.stop_event.is_set() else "the app is still starting"
         if not self.training.is_learning:
             return False, "the random agent does not learn: no checkpoints, rollbacks or pauses"
         learner = self.training.learner

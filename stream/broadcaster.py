@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 INGEST_RETRY_MAX_S = 600.0
 """Longest wait between retries of an ingest that fails while the recording and the preview go on."""
 STABLE_AFTER_S = 60.0
+NETWORK_ERRORS = ("connection refused", "timed out", "no route to host", "network is unreachable",
+                  "name or service not known", "temporary failure in name resolution", "cannot open connection")
+"""ffmpeg's words for a failure to reach the server at all (lower case)."""
 """An encoder that ran this long resets the backoff to its first step."""
 PRUNE_EVERY_S = 60.0
 
@@ -204,6 +207,8 @@ class Broadcaster:
     def _spawn(self) -> EncoderProcess | None:
         self._clear_hls()
         self._wait_for_a_new_recording_name()
+        if self._stop.is_set():
+            return None  # closed meanwhile: no ffmpeg for a stopping broadcaster
         try:
             return EncoderProcess(ffmpeg_argv(self.cfg, self.output), self.output.secrets)
         except OSError as exc:
@@ -217,12 +222,16 @@ class Broadcaster:
         while not self._stop.is_set():
             try:
                 encoder = self._spawn()
+                if encoder is None and self._stop.is_set():
+                    break
                 if encoder is not None:
                     self._encoder = encoder
                     self._state = "connecting"
                     self._pace(encoder, blank)
                     self._encoder = None
                     self._live_since = None
+                    if not self._stop.is_set():
+                        self._state = "connecting"  # not "live" while this one stops and the next one starts
                     code = encoder.stop(timeout_s=5.0)
                     if not self._stop.is_set():  # restarting: its playlist must not outlive it (a player would
                         self._clear_hls()          # ask for segments the next ffmpeg deletes)
@@ -294,8 +303,10 @@ class Broadcaster:
                 path.unlink(missing_ok=True)
 
     def _hinted(self, error: str, ran_s: float) -> str:
-        """`error`, with where to look when Twitch ends a stream soon after it starts (a wrong or revoked key)."""
-        if self.cfg.target != "twitch" or ran_s >= STABLE_AFTER_S:
+        """`error`, with where to look when Twitch ends a stream soon after it starts (a wrong or revoked key);
+        not for a network failure (the key is sent only once a connection is made)."""
+        if self.cfg.target != "twitch" or ran_s >= STABLE_AFTER_S or any(
+                text in error.lower() for text in NETWORK_ERRORS):
             return error
         return (f"{error} (if Twitch keeps ending the stream at once, check TWITCH_STREAM_KEY: "
                 "`dreamstream stream test --target twitch`)")

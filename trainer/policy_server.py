@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0
 
 
-def _send_params(conn: Connection, params: Any) -> None:
+def _send_params(conn: Connection, params: Any) -> Any:
     """Send a parameter tree as its structure and then one raw message per array. In one pickle, the child's
     unpickling (and the parent's pickling) held the GIL for the whole tree: at size50m (167 MB) the act loop
     waited up to ~300 ms per push. Leaf by leaf, it waits for one array's copy at most."""
@@ -43,10 +43,14 @@ def _send_params(conn: Connection, params: Any) -> None:
 
     leaves, treedef = jax.tree.flatten(jax.device_get(params))
     leaves = [np.asarray(leaf) for leaf in leaves]
+    unsendable = [leaf.dtype for leaf in leaves if leaf.dtype.kind not in "biuf"]
+    if unsendable:  # checked before the header: a half-sent tree would leave the child waiting in the pipe
+        raise TypeError(f"parameters of dtype {unsendable[0]} cannot be sent to the policy process")
     conn.send(("params", treedef, [(leaf.shape, leaf.dtype.str) for leaf in leaves]))
     for leaf in leaves:
         flat = np.ascontiguousarray(leaf).reshape(-1)  # 1-d also for a 0-d leaf (its shape went above)
         conn.send_bytes(memoryview(flat).cast("B") if flat.size else b"")
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def _receive_params(conn: Connection) -> Any:
@@ -250,9 +254,19 @@ class PolicyServer:
                 params, self._pending = self._pending, None
             with self._params_lock:
                 try:
-                    _send_params(self._params_conn, params)
+                    host = _send_params(self._params_conn, params)
                 except OSError:
                     log.debug("parameter push skipped: the policy process is down (it restarts with the newest)")
+                    continue
+                except Exception:
+                    # Half a message may be in the pipe (the child would wait in it for good, acting on stale
+                    # parameters): end the child; the next act restarts it with the newest parameters.
+                    log.exception("could not send parameters to the policy process; restarting it")
+                    self._proc.kill()
+                    continue
+            with self._pushed:
+                if self._params is params:
+                    self._params = host  # a host copy: device arrays kept here would hold GPU memory
 
     @property
     def pid(self) -> int | None:

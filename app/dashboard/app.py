@@ -261,8 +261,11 @@ def _hls_router(directory: Path) -> APIRouter:
         path = directory / name
         if "/" in name or path.suffix not in media or not path.is_file():
             raise HTTPException(status_code=404, detail="no such HLS file")
-        return Response(content=path.read_bytes(), media_type=media[path.suffix],
-                        headers={"Cache-Control": "no-store"})
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:  # deleted between the check and the read (ffmpeg's rotation, an encoder restart)
+            raise HTTPException(status_code=404, detail="no such HLS file") from None
+        return Response(content=content, media_type=media[path.suffix], headers={"Cache-Control": "no-store"})
 
     return router
 

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -157,3 +158,28 @@ def test_parameters_cross_the_pipe_leaf_by_leaf_unchanged() -> None:
             want, have = want[k], have[k]
         want = np.asarray(want)
         assert (have.shape, have.dtype) == (want.shape, want.dtype) and np.array_equal(np.asarray(have), want), path
+
+
+def test_a_push_that_fails_restarts_the_child_instead_of_stopping_pushes(agent, monkeypatch) -> None:
+    # The sender thread died on anything but OSError (after perhaps half a message): no push reached the child
+    # again, and it acted on stale parameters with no error shown.
+    import trainer.policy_server as ps
+    from tests.conftest import wait_for
+
+    server, real, calls = agent._server, ps._send_params, []
+
+    def flaky(conn, params):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a device error while copying the parameters")
+        return real(conn, params)
+
+    monkeypatch.setattr(ps, "_send_params", flaky)
+    restarts = server.restarts
+    server.sync(agent.params)
+    wait_for(lambda: not server._proc.is_alive(), "the child to be ended")
+    assert act(agent, first=True) == 1 and server.restarts == restarts + 1  # restarted with the newest
+    server.sync(agent.params)
+    wait_for(lambda: len(calls) == 3, "the next push")  # the sender lives on
+    assert server._sender.is_alive()
+    assert not any(isinstance(x, jax.Array) for x in jax.tree.leaves(server._params))  # kept as a host copy

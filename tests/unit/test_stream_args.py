@@ -103,5 +103,8 @@ def test_a_twitch_stream_ended_soon_after_its_start_points_at_the_key(tmp_path) 
     twitch = Broadcaster(cfg, output_for(cfg, tmp_path))
     assert "check TWITCH_STREAM_KEY" in twitch._hinted("ffmpeg exited with code 1", 2.0)
     assert twitch._hinted("ffmpeg exited with code 1", STABLE_AFTER_S + 1) == "ffmpeg exited with code 1"
+    # The key is sent only once a connection is made: a network failure gets no hint about it.
+    assert twitch._hinted("the ingest failed: Connection refused", 2.0) == "the ingest failed: Connection refused"
+    assert "TWITCH_STREAM_KEY" not in twitch._hinted("Connection timed out", 2.0)
     local = StreamConfig(target="file")
     assert Broadcaster(local, output_for(local, tmp_path))._hinted("x", 2.0) == "x"

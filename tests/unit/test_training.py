@@ -318,9 +318,13 @@ def test_a_streak_of_non_finite_updates_is_logged_at_its_start_every_1000_and_at
     from trainer.learner import Learner
     from trainer.replay import Replay
 
+    stop = threading.Event()
+
     class StuckAgent(ScriptedAgent):
         def train(self, batch) -> dict[str, float]:
             self.n += 1
+            if self.n >= 2510:
+                stop.set()
             bad = 3 <= self.n <= 2502
             return {"loss/x": float("nan") if bad else 1.0, "opt/finite": 0.0 if bad else 1.0}
 
@@ -328,9 +332,8 @@ def test_a_streak_of_non_finite_updates_is_logged_at_its_start_every_1000_and_at
     fill(replay, 100)
     agent = StuckAgent()
     learner = Learner(agent, replay, train_ratio=1e9, env_steps=lambda: 100, metrics_every=10_000)
-    stop = threading.Event()
-    learner.run(stop, lambda updates, metrics: stop.set() if updates >= 2510 else None)
-    assert learner.nonfinite == 2500
+    learner.run(stop, lambda updates, metrics: None)
+    assert learner.nonfinite == 2500 and agent.n == 2510
     lines = [r.getMessage() for r in caplog.records if r.name == "trainer.learner" and "non-finite" in r.message]
     assert lines[0].startswith("update 3 had a non-finite loss or gradient (loss/x)")
     assert lines[1:] == ["1000 updates in a row were non-finite and skipped (since update 3); the parameters keep "
