@@ -37,7 +37,7 @@ from app.config import (
     to_dict,
     upgrade_saved,
 )
-from app.errors import DREAMSTREAM_ERRORS, ConfigError
+from app.errors import DREAMSTREAM_ERRORS, ConfigError, StorageError
 from app.logs import console, output, setup_logging
 from app.rundir import RunDir, atomic_write_text, default_logdir
 
@@ -369,6 +369,8 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from app.history import as_csv, as_jsonl
     from app.storage import history_rows, open_database
 
@@ -376,12 +378,23 @@ def _cmd_history(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ConfigError(f"--logdir {args.logdir}: no database at {path} (no episode was played there yet?)")
     engine, sessions = open_database(path)
-    out = open(args.out, "w", newline="") if args.out is not None else sys.stdout  # noqa: SIM115
+    try:
+        out = open(args.out, "w", newline="", encoding="utf-8") if args.out is not None else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        engine.dispose()
+        raise ConfigError(f"--out {args.out}: cannot write it ({exc.strerror})") from None
     try:
         with sessions() as session:
             chunks = (as_csv if args.format == "csv" else as_jsonl)(history_rows(session, mode=args.mode))
             for chunk in chunks:
                 out.write(chunk)
+            out.flush()
+    except BrokenPipeError:  # `dreamstream history ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the match history from {path}: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise StorageError(f"cannot write the match history to {args.out or 'standard output'}: {exc}") from None
     finally:
         if out is not sys.stdout:
             out.close()
@@ -418,7 +431,7 @@ def _cmd_config(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> i
             for note in notes:
                 print(f"{SAVED_CONFIG_NOTE}{note}", file=sys.stderr)
             # A run dir made for Twitch is shown also where its secrets are not set (shown as not set).
-            environ = {**_PLACEHOLDER_SECRETS, **environ}
+            environ = {**_PLACEHOLDER_SECRETS, **{k: v for k, v in environ.items() if v}}
         else:
             print(f"no run in {args.logdir} yet: this is the config a new run there would get", file=sys.stderr)
     cfg = resolve(args.configs, overrides, environ=environ, base=base)

@@ -146,8 +146,8 @@ class Runner:
         """RunCurves.version last written to metrics/curves.json."""
         self.notice = ""
         self.disk: dict[str, Any] = {}
-        self._history_pruned_at = -float("inf")
         """The run dir's disk: free_gb, total_gb, low (below storage.min_free_gb); see check_disk."""
+        self._history_pruned_at = -float("inf")
         self._with_stream = mode == "run" and cfg.stream.enabled
         self._with_dashboard = mode == "run" and cfg.dashboard.enabled
         self._chat_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -294,7 +294,7 @@ class Runner:
         try:
             while not self.stop_event.is_set():
                 with self.sessions.begin() as session:
-                    done = prune_details(session, cutoff)
+                    done = prune_details(session, cutoff, run_id=self.run_id)
                 total += done
                 if done == 0:
                     break

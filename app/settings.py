@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -124,6 +125,14 @@ class ChatConfig:
         if unknown:
             raise ValueError(f"chat.disabled_commands: unknown command {unknown[0]!r}; the commands are "
                              f"{', '.join(COMMANDS)}")
+        off = {c.lower().lstrip("!") for c in self.disabled_commands}
+        if "vote" in off and not {"reset", "poll"} <= off:
+            raise ValueError("chat.disabled_commands: without vote, disable reset and poll too (their "
+                             "announcements ask viewers to !vote)")
+        bad = [u for u in self.ignore_users if not re.fullmatch(r"@?[A-Za-z0-9_]{1,25}", u)]
+        if bad:
+            raise ValueError(f"chat.ignore_users: {bad[0]!r} is not a Twitch login (letters, digits and _, at most "
+                             "25; the login, not the display name)")
 
     def rules(self):
         """The chat core's rules from these settings."""
@@ -176,7 +185,7 @@ class StorageConfig:
     shared by several run dirs: each run is then its own row, named by its run dir's full path)."""
     metrics_tensorboard: bool = True
     """Also write metrics as TensorBoard event files (metrics.jsonl is always written)."""
-    keep_train_details_days: Annotated[float, Interval(ge=0)] = 14.0
+    keep_train_details_days: Annotated[float, Interval(ge=0, le=36_500)] = 14.0
     """Training episodes' details (a chess game's PGN, Crafter's achievements) older than this many days are
     emptied by an hourly job; their score, result, opponent and length stay, and evaluation games keep theirs (0:
     keep everything). A chess run stores ~2.5 KB per game, 1-2.5 GB in four weeks without it."""

@@ -253,6 +253,10 @@ class PolicyServer:
                     return
                 params, self._pending = self._pending, None
             with self._params_lock:
+                with self._pushed:
+                    stale = params is not self._params  # a restart sent newer ones meanwhile (or one is pending)
+                if stale:
+                    continue
                 try:
                     host = _send_params(self._params_conn, params)
                 except OSError:

@@ -30,9 +30,9 @@ from overlays import Poll
 __all__ = ["COMMANDS", "ChatCore", "ChatRules", "Message", "Reply", "Show", "Steer", "clean_login", "clean_text"]
 
 MODERATORS = frozenset({"broadcaster", "moderator", "operator"})
+"""Roles allowed to run polls ("operator" is the dashboard's local chat box)."""
 COMMANDS = ("help", "commands", "stats", "dream", "vote", "reset", "poll", "endpoll")
 """Every chat command (without the prefix); `chat.disabled_commands` names some of them."""
-"""Roles allowed to run polls ("operator" is the dashboard's local chat box)."""
 MAX_USERS = 50_000
 """Viewers remembered for cooldowns and votes; the least recently seen are forgotten beyond this."""
 _LOGIN = re.compile(r"[^a-z0-9_]")
@@ -162,8 +162,8 @@ class ChatCore:
     # -- entry points ------------------------------------------------------------------------------------
 
     def ignores(self, message: Message) -> bool:
-        """Whether the message comes from an ignored login (`chat.ignore_users`)."""
-        return clean_login(message.login) in self.rules.ignored
+        """Whether the message comes from an ignored login (`chat.ignore_users`); never the operator's box."""
+        return "operator" not in message.roles and clean_login(message.login) in self.rules.ignored
 
     def handle(self, message: Message, now: float) -> list[Effect]:
         """Return the effects of one chat message (an empty list for anything that is not a valid command)."""

@@ -178,7 +178,7 @@ def _status_router(services: DashboardServices) -> APIRouter:
 
         def lines():
             with sessions() as session:
-                yield from as_csv(history_rows(session, mode=mode))
+                yield from as_csv(history_rows(session, run_id=services.run_id, mode=mode))
 
         return StreamingResponse(lines(), media_type="text/csv", headers={
             "Content-Disposition": 'attachment; filename="dreamstream-history.csv"', "Cache-Control": "no-store"})

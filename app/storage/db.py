@@ -176,11 +176,14 @@ def recent_episodes(session: Session, run_id: int, limit: int = 20, *, before_id
     return list(session.scalars(query.order_by(Episode.id.desc()).limit(limit)))
 
 
-def prune_details(session: Session, older_than: datetime, *, mode: str = "train", batch: int = 2000) -> int:
-    """Empty the `details` (a chess game's PGN, achievements) of `mode` episodes that ended before `older_than`;
+def prune_details(session: Session, older_than: datetime, *, run_id: int, mode: str = "train",
+                  batch: int = 2000) -> int:
+    """Empty the `details` (a chess game's PGN, achievements) of run `run_id`'s `mode` episodes that ended before
+    `older_than` (a database shared by several run dirs holds other runs, with their own settings);
     their score, result, opponent and length stay. At most `batch` rows per call (short write transactions beside
     a running app); returns how many were emptied. SQLite reuses the freed pages, so the file stops growing."""
-    ids = list(session.scalars(select(Episode.id).where(Episode.mode == mode, Episode.ended_at < older_than,
+    ids = list(session.scalars(select(Episode.id).where(Episode.run_id == run_id, Episode.mode == mode,
+                                                        Episode.ended_at < older_than,
                                                         func.length(cast(Episode.details, String)) > 2)
                                .order_by(Episode.id).limit(batch)))
     if ids:
@@ -193,13 +196,15 @@ HISTORY_COLUMNS = ("id", "run", "ended_at", "mode", "env_id", "opponent", "resul
 """The columns of an exported match history (`details`: the game's extras as JSON, e.g. a chess game's PGN)."""
 
 
-def history_rows(session: Session, *, mode: str | None = None, batch: int = 1000):
-    """Yield every episode of every run in the database, oldest first, as plain dicts with HISTORY_COLUMNS
-    (read in batches: a weeks-long run has hundreds of thousands)."""
+def history_rows(session: Session, *, run_id: int | None = None, mode: str | None = None, batch: int = 1000):
+    """Yield every episode of run `run_id` (None: of every run in the database), oldest first, as plain dicts
+    with HISTORY_COLUMNS (read in batches: a weeks-long run has hundreds of thousands)."""
     runs = {run.id: run.name for run in session.scalars(select(Run))}
     last = 0
     while True:
         query = select(Episode).where(Episode.id > last)
+        if run_id is not None:
+            query = query.where(Episode.run_id == run_id)
         if mode is not None:
             query = query.where(Episode.mode == mode)
         page = list(session.scalars(query.order_by(Episode.id).limit(batch)))

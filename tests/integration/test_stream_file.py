@@ -220,11 +220,11 @@ def test_reconnect_now_restarts_a_live_stream_once(tmp_path) -> None:
     thread = threading.Thread(target=feeder)
     thread.start()
     try:
-        first = wait_for(lambda: (h := b.health())["state"] == "live" and h["ffmpeg_pid"], "the stream to go live")
+        live = wait_for(lambda: (h := b.health())["state"] == "live" and h, "the stream to go live")
         assert b.reconnect_now() == "restarting the live stream (viewers see a short cut)"
-        wait_for(lambda: b.health()["scheduled_reconnects"] == 1, "the restart")
-        wait_for(lambda: (h := b.health())["state"] == "live" and h["ffmpeg_pid"] not in (None, first)
-                 and h["frames_written"] > 0, "the new encoder to be live")
+        restart = wait_for(lambda: (h := b.health())["scheduled_reconnects"] == 1 and h, "the restart")
+        wait_for(lambda: (h := b.health())["state"] == "live" and h["ffmpeg_pid"] not in (None, live["ffmpeg_pid"])
+                 and h["frames_written"] > restart["frames_written"], "the new encoder to be live")
         wait_for(lambda: len(list(tmp_path.glob("stream-*.flv"))) == 2, "the new encoder's recording")
     finally:
         done.set()

@@ -277,3 +277,25 @@ def test_an_unknown_disabled_command_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="chat.disabled_commands: unknown command 'rset'; the commands are help"):
         resolve(overrides=[("chat.disabled_commands", ["rset"])], environ={})
+
+
+def test_moderation_settings_are_checked_and_never_mute_the_operator() -> None:
+    import pytest
+
+    from app.config import resolve
+    from app.errors import ConfigError
+
+    for value, words in ((["闇の王"], "is not a Twitch login"), ([""], "is not a Twitch login"),
+                         (["@"], "is not a Twitch login")):
+        with pytest.raises(ConfigError, match=words):  # a display name became 'viewer': everyone with no login
+            resolve(overrides=[("chat.ignore_users", value)], environ={})
+    with pytest.raises(ConfigError, match="without vote, disable reset and poll too"):
+        resolve(overrides=[("chat.disabled_commands", ["vote"])], environ={})
+    resolve(overrides=[("chat.disabled_commands", ["vote", "reset", "poll"])], environ={})
+    with pytest.raises(ConfigError, match="storage.keep_train_details_days"):
+        resolve(overrides=[("storage.keep_train_details_days", 1e6)], environ={})
+    from dataclasses import replace
+
+    core = ChatCore(replace(RULES, ignored=frozenset({"operator"})))
+    op = msg("!stats", user="op", login="operator", roles=frozenset({"operator"}))
+    assert not core.ignores(op) and core.handle(op, 0)  # the dashboard's own box is never muted

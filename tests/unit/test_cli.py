@@ -263,6 +263,15 @@ def test_history_exports_every_match_as_csv_or_json_lines(tmp_path, capsys) -> N
     rundir.unlock()
     assert main(["history", "--logdir", str(tmp_path / "none")]) == 2
     assert "no such run dir" in capsys.readouterr().err
+    assert main(["history", "--logdir", str(logdir), "--out", str(tmp_path / "no" / "dir" / "x.csv")]) == 2
+    assert "cannot write it" in capsys.readouterr().err
+    # Piped into `head`: the reader goes away; no traceback, status 0.
+    import subprocess
+    import sys
+
+    piped = subprocess.run(f"{sys.executable} -m app.cli history --logdir {logdir} | head -2", shell=True,
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert piped.stdout.startswith("id,run,ended_at") and "Traceback" not in piped.stderr, piped.stderr
 
 
 def test_under_nohup_sighup_stays_ignored() -> None:
@@ -329,3 +338,6 @@ def test_config_show_of_a_twitch_run_dir_without_the_key(tmp_path, capsys, monke
     assert main(["config", "show", "--logdir", str(logdir)]) == 0
     out = capsys.readouterr().out
     assert "target: twitch" in out and "stream_key: (not set here)" in out and "placeholder" not in out
+    monkeypatch.setenv("TWITCH_STREAM_KEY", "")  # set but empty (`TWITCH_STREAM_KEY=` in a .env)
+    assert main(["config", "show", "--logdir", str(logdir)]) == 0
+    assert "stream_key: (not set here)" in capsys.readouterr().out

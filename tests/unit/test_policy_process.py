@@ -181,5 +181,6 @@ def test_a_push_that_fails_restarts_the_child_instead_of_stopping_pushes(agent, 
     assert act(agent, first=True) == 1 and server.restarts == restarts + 1  # restarted with the newest
     server.sync(agent.params)
     wait_for(lambda: len(calls) == 3, "the next push")  # the sender lives on
+    wait_for(lambda: not any(isinstance(x, jax.Array) for x in jax.tree.leaves(server._params)),
+             "the pushed parameters to be kept as a host copy")
     assert server._sender.is_alive()
-    assert not any(isinstance(x, jax.Array) for x in jax.tree.leaves(server._params))  # kept as a host copy

@@ -118,13 +118,19 @@ def test_old_training_details_are_emptied_and_evaluation_games_keep_theirs(tmp_p
                                  result="win", opponent="random", details={"pgn": "1. e4 e5 " * 50})
                 ep.ended_at = now - timedelta(days=30 if i < 30 else 1)
     with sessions.begin() as session:
-        assert prune_details(session, now - timedelta(days=14), batch=20) == 20  # in short batches
+        other = ensure_run(session, "other", "chess", "DreamerV3").id  # a database shared with another run dir
+        ep = add_episode(session, other, env_id="chess", score=1.0, length=40, env_step=99, details={"pgn": "x"})
+        ep.ended_at = now - timedelta(days=30)
     with sessions.begin() as session:
-        assert prune_details(session, now - timedelta(days=14), batch=20) == 10
-        assert prune_details(session, now - timedelta(days=14), batch=20) == 0
+        assert prune_details(session, now - timedelta(days=14), run_id=run_id, batch=20) == 20  # short batches
+    with sessions.begin() as session:
+        assert prune_details(session, now - timedelta(days=14), run_id=run_id, batch=20) == 10
+        assert prune_details(session, now - timedelta(days=14), run_id=run_id, batch=20) == 0
     with sessions() as session:
-        rows = [(e.mode, e.env_step, e.details, e.result, e.score) for e in session.query(Episode)]
+        rows = [(e.mode, e.env_step, e.details, e.result, e.score)
+                for e in session.query(Episode).filter(Episode.run_id == run_id)]
+        assert session.query(Episode).filter(Episode.run_id == other).one().details == {"pgn": "x"}  # not ours
     emptied = [(mode, step) for mode, step, details, _, _ in rows if details == {}]
-    assert sorted(emptied) == [("train", i) for i in range(30)]  # old training games only
+    assert sorted(emptied) == [("train", i) for i in range(30)]  # this run's old training games only
     assert all(result == "win" and score == 1.0 for _, _, _, result, score in rows)  # the match history stays
     engine.dispose()
