@@ -78,9 +78,10 @@ def test_a_closed_terminal_stops_the_run_cleanly(tmp_path) -> None:
     # SIGHUP (an SSH session dropped under a foreground `make run`) killed the process at once: no last state
     # save, no session_stopped event, a stale dashboard.url. It now stops like Ctrl-C.
     logdir = tmp_path / "run"
+    # SIGHUP as a terminal leaves it (a test worker may run with it ignored, as under nohup, which is kept).
     proc = subprocess.Popen([DREAMSTREAM, "train", "--configs", "tiny", "--trainer.agent", "random", "--env.id",
                              "catch", "--logdir", str(logdir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
     def episodes() -> int:
         if not (logdir / "dreamstream.db").exists():

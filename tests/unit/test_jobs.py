@@ -48,9 +48,13 @@ def test_disk_job_covers_our_segments_and_the_local_servers_recordings(tmp_path)
     write(rundir.recordings_dir / "stream-b.flv", 1.0, 50)
     write(rundir.rtmp_dir / "rec" / "dreamstream-1.flv", 1.0, 100)
     write(rundir.rtmp_dir / "rec" / "dreamstream-2.flv", 1.0, 50)
-    checked = []
-    Runner.prune_disk(SimpleNamespace(cfg=cfg, rundir=rundir, check_disk=lambda: checked.append(True)))
-    assert checked == [True]  # and the job measures the free space
+    checked, pruned = [], []
+    runner = SimpleNamespace(cfg=cfg, rundir=rundir, check_disk=lambda: checked.append(True),
+                             prune_history=lambda: pruned.append(True), _history_pruned_at=-float("inf"))
+    Runner.prune_disk(runner)
+    assert checked == [True] and pruned == [True]  # and the job measures the free space, prunes the history
+    Runner.prune_disk(runner)
+    assert checked == [True, True] and pruned == [True]  # the history hourly, not every minute
     assert [p.name for p in rundir.recordings_dir.glob("*.flv")] == ["stream-b.flv"]
     assert [p.name for p in (rundir.rtmp_dir / "rec").glob("*.flv")] == ["dreamstream-2.flv"]
 
