@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 INGEST_RETRY_MAX_S = 600.0
 """Longest wait between retries of an ingest that fails while the recording and the preview go on."""
 STABLE_AFTER_S = 60.0
+"""An encoder that ran this long resets the backoff to its first step."""
 NETWORK_ERRORS = ("connection refused", "timed out", "no route to host", "network is unreachable",
                   "name or service not known", "temporary failure in name resolution", "cannot open connection")
 """ffmpeg's words for a failure to reach the server at all (lower case)."""
-"""An encoder that ran this long resets the backoff to its first step."""
 PRUNE_EVERY_S = 60.0
 
 
