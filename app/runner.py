@@ -936,6 +936,8 @@ class Runner:
             status["best_checkpoint"] = None if best is None else \
                 {"step": best[0], "score": round(best[1].mean, 4), "sem": round(best[1].sem, 4)}
             status["checkpoints"] = self.training.checkpoints()
+            # Here, not in Training.status(): that one runs for every composed broadcast frame.
+            status["device_memory"] = self.training.agent.device_memory()
             status["ranked_by"] = "the last 100 training episodes" if not self._evaluates else \
                 f"Elo from {self.cfg.scheduler.eval_episodes} games against the ladder" if self._rates else \
                 f"{self.cfg.scheduler.eval_episodes} evaluation episodes"

@@ -400,5 +400,4 @@ class Training:
             "paused": self.learner.paused.is_set(),
             "checkpoint": self.checkpoint_step,
             "checkpoint_age_s": round(time.monotonic() - self.checkpoint_at, 0) if self.checkpoint_at else None,
-            "device_memory": self.agent.device_memory(),
         }

@@ -205,7 +205,6 @@ class Broadcaster:
         return frame
 
     def _spawn(self) -> EncoderProcess | None:
-        self._clear_hls()
         self._wait_for_a_new_recording_name()
         if self._stop.is_set():
             return None  # closed meanwhile: no ffmpeg for a stopping broadcaster
@@ -218,6 +217,7 @@ class Broadcaster:
 
     def _run(self) -> None:
         self._backoff.reset()
+        self._clear_hls()  # a previous session's
         blank = np.full(self._shape, 40, np.uint8)
         while not self._stop.is_set():
             try:
@@ -233,11 +233,10 @@ class Broadcaster:
                     if not self._stop.is_set():
                         self._state = "connecting"  # not "live" while this one stops and the next one starts
                     code = encoder.stop(timeout_s=5.0)
-                    if not self._stop.is_set():  # restarting: its playlist must not outlive it (a player would
-                        self._clear_hls()          # ask for segments the next ffmpeg deletes)
                     ran_s = time.monotonic() - encoder.started_at
                     if self._stop.is_set():
                         break
+                    self._clear_hls()  # its playlist must not outlive it (a player would ask for gone segments)
                     if self._reconnect_reason:
                         log.info("reconnected the stream: %s", self._reconnect_reason)
                         self._reconnect_reason = ""
@@ -258,6 +257,7 @@ class Broadcaster:
                 log.exception("stream loop error; restarting the encoder")
                 self._last_error = f"internal error: {type(exc).__name__}: {exc}"
                 self._abandon_encoder()
+                self._clear_hls()
             self._counts["restarts"] += 1
             self._state = "reconnecting"
             self._live_since = None
@@ -276,9 +276,7 @@ class Broadcaster:
         self._backoff.reset()
         self._ingest_backoff.reset()
         self._wake.set()
-        state = self._state
-        return ("reconnecting now" if state != "live" else
-                "restarting the live stream (viewers see a short cut)")
+        return "restarting the live stream (viewers see a short cut)" if self._state == "live" else "reconnecting now"
 
     def _wait_for_a_new_recording_name(self) -> None:
         """Recordings are named by the second ffmpeg starts: a restart within the same second (a reconnect, an
